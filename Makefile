@@ -1,0 +1,109 @@
+# Makefile for s3jobfs - hand-written, pkg-config for every library.
+#
+#   make            build ./s3jobfs
+#   make test       the whole suite: unit tests, unit tests under ASan+UBSan, integration tests
+#                   against local S3 servers and a throwaway PostgreSQL (what .ci/run calls)
+#   make unit       unit tests only;  make integration   integration tests only
+#   make SANITIZE=address,undefined   a sanitizer build (objects go to build-san/)
+#   make lint       banned calls, cppcheck
+#   make install    PREFIX=/usr/local DESTDIR=
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PKGS    := fuse3 libcurl openssl libpq libcjson libxml-2.0
+
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD   ?= build
+OPT     ?= -O2
+else
+BUILD   ?= build-san
+OPT     ?= -O1
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat-security
+CFLAGS  ?= -g $(OPT)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) $(CFLAGS) $(SANFLAGS) \
+	-Iinclude $(shell pkg-config --cflags $(PKGS))
+ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+LIBS    := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+
+LIB_SRCS  := $(wildcard common/*.c s3/*.c cache/*.c meta/*.c fs/*.c) $(filter-out cli/main.c,$(wildcard cli/*.c))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+ITEST_SRCS := $(wildcard tests/integration/t_*.c)
+ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
+LIBA      := $(BUILD)/libs3jobfs.a
+
+.PHONY: all test test-run unit unit-bins integration integration-bins unit-san clean install lint deps demo
+all: s3jobfs
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h */*_i.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBA): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+s3jobfs: $(BUILD)/cli/main.o $(LIBA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/s3jobfs: $(BUILD)/cli/main.o $(LIBA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/tests/harness.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -I. $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/t_%: tests/integration/t_%.c $(BUILD)/tests/harness.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -I. $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/harness.o: tests/harness.c tests/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -I. -c -o $@ $<
+
+unit-bins: $(UNIT_BINS)
+integration-bins: $(ITEST_BINS) $(BUILD)/s3jobfs s3jobfs
+
+# Each target below ends with tests/run.sh's line "N passed, N failed".
+unit: $(UNIT_BINS)
+	@tests/run.sh $(UNIT_BINS)
+
+unit-san:
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-bins
+	@tests/run.sh $(UNIT_SRCS:tests/unit/%.c=build-san/tests/%)
+
+integration: $(ITEST_BINS) s3jobfs
+	@tests/with-env.sh -- tests/run.sh $(ITEST_BINS) $(sort $(wildcard tests/integration/t_*.sh))
+
+# `make test` installs what it needs first (idempotent), then builds and runs everything.
+test:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory test-run
+
+test-run: $(UNIT_BINS) $(ITEST_BINS) s3jobfs
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-bins >/dev/null
+	@tests/with-env.sh -- tests/run.sh $(UNIT_BINS) \
+		$(UNIT_SRCS:tests/unit/%.c=build-san/tests/%) \
+		$(ITEST_BINS) $(sort $(wildcard tests/integration/t_*.sh))
+
+deps:
+	scripts/deps.sh
+
+lint:
+	@! git grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|gets)\s*\(' -- '*.c' '*.h' || \
+		{ echo "lint: banned calls above (see STYLE)"; false; }
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
+		--suppress=missingIncludeSystem -Iinclude common s3 cache meta fs cli
+
+install: s3jobfs
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 s3jobfs $(DESTDIR)$(PREFIX)/bin/s3jobfs
+
+clean:
+	rm -rf build build-san s3jobfs

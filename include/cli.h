@@ -1,0 +1,11 @@
+/* cli.h - the subcommands of the one `s3jobfs` binary (cli/).
+ *
+ * Each subcommand takes argc/argv starting at its own name and returns the process exit
+ * status: 0 success, 1 the operation failed, 2 bad usage or configuration.
+ */
+#ifndef S3JOBFS_CLI_H
+#define S3JOBFS_CLI_H
+
+int cli_check(int argc, char **argv);
+
+#endif
