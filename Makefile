@@ -79,7 +79,7 @@ unit-san:
 	@tests/run.sh $(UNIT_SRCS:tests/unit/%.c=build-san/tests/%)
 
 integration: $(ITEST_BINS) s3jobfs
-	@tests/with-env.sh -- tests/run.sh $(ITEST_BINS) $(sort $(wildcard tests/integration/t_*.sh))
+	@tests/with-env.sh -- tests/run.sh $(ITEST_BINS) $(sort $(wildcard tests/integration/t_*.sh tests/integration/t_*.py))
 
 # `make test` installs what it needs first (idempotent), then builds and runs everything.
 test:
@@ -90,7 +90,7 @@ test-run: $(UNIT_BINS) $(ITEST_BINS) s3jobfs
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-bins >/dev/null
 	@tests/with-env.sh -- tests/run.sh $(UNIT_BINS) \
 		$(UNIT_SRCS:tests/unit/%.c=build-san/tests/%) \
-		$(ITEST_BINS) $(sort $(wildcard tests/integration/t_*.sh))
+		$(ITEST_BINS) $(sort $(wildcard tests/integration/t_*.sh tests/integration/t_*.py))
 
 deps:
 	scripts/deps.sh

@@ -7,5 +7,8 @@
 #define S3JOBFS_CLI_H
 
 int cli_check(int argc, char **argv);
+int cli_mount(int argc, char **argv);
+int cli_umount(int argc, char **argv);
+int cli_complete(int argc, char **argv);
 
 #endif

@@ -53,6 +53,10 @@ struct s3_put_opts {
 	bool set_meta;			/* send x-amz-meta-mode/uid/gid/mtime */
 	unsigned mode, uid, gid;
 	struct timespec mtime;
+	/* multipart only: called once the upload exists (so a crash can abort it later) and once
+	 * it is completed or aborted (done = true). May be NULL. */
+	void (*mpu_event)(void *ctx, const char *key, const char *upload_id, bool done);
+	void *mpu_ctx;
 };
 
 struct s3_list_entry {

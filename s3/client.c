@@ -1359,6 +1359,8 @@ static int put_multipart(struct s3_client *c, const char *bucket, const char *ke
 	if (rc)
 		goto out;
 	j.upload_id = upload_id;
+	if (opts && opts->mpu_event)
+		opts->mpu_event(opts->mpu_ctx, key, upload_id, false);
 	pthread_mutex_init(&j.lock, NULL);
 	for (int i = 0; i < MPU_THREADS && i < j.n_parts; i++) {
 		if (pthread_create(&th[i], NULL, mpu_worker, &j) != 0)
@@ -1382,6 +1384,10 @@ static int put_multipart(struct s3_client *c, const char *bucket, const char *ke
 		if (s3_mpu_abort(c, bucket, key, upload_id, &e2) != 0)
 			log_msg(LOG_WARNING, "cannot abort multipart upload", "key=%s upload_id=%s error=%s",
 				key, upload_id, log_quote(et, sizeof(et), e2.message));
+		else if (opts && opts->mpu_event)
+			opts->mpu_event(opts->mpu_ctx, key, upload_id, true);
+	} else if (opts && opts->mpu_event) {
+		opts->mpu_event(opts->mpu_ctx, key, upload_id, true);
 	}
 out:
 	free(upload_id);
@@ -1556,7 +1562,7 @@ int s3_delete_objects(struct s3_client *c, const char *bucket, const char *const
 			struct s3_error e2 = { 0 };
 
 			rc = s3_xml_parse_delete(r.out ? r.out : "", r.out_len, &n_err, &e2);
-			if (!rc && n_err) {
+			if (rc == -EIO || (!rc && n_err)) {
 				rc = -EIO;
 				if (err) {
 					snprintf(err->code, sizeof(err->code), "%s", e2.code);

@@ -3,7 +3,7 @@
  * Answers are parsed with libxml2 into a tree (xmlCtxtReadMemory with NONET and NOBLANKS, and
  * NOERROR/NOWARNING so a bad body never prints to stderr) and walked by local element names, so
  * any namespace prefix or xmlns is ignored. A document with a DOCTYPE is refused (-EINVAL)
- * before anything is read from it: S3 never sends one, and refusing it means no entity defined
+ * before any value is read from it: S3 never sends one, and refusing it means no entity defined
  * in a DTD is ever expanded; libxml2 itself loads no external DTD or entity without
  * DTDLOAD/NOENT, which are never set. Text is read only from an element's direct text and CDATA
  * children. Every value is checked: a number that is not all digits, a boolean other than
@@ -42,12 +42,19 @@ static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
 
 /* ---- documents and elements ---- */
 
+static bool is_elem(const xmlNode *n, const char *name)
+{
+	return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
+}
+
 /* Parse xml[0..len) into *doc_out (caller frees with xmlFreeDoc()); *root_out is its root
- * element, borrowed from the document. White space before the document is skipped (S3 may
- * send some to keep a slow CompleteMultipartUpload alive, and an XML declaration after it
- * would be an error). -EINVAL: empty, too long, not well-formed, has a DOCTYPE or no root
- * element; -ENOMEM. */
-static int doc_open(const char *xml, size_t len, xmlDocPtr *doc_out, xmlNodePtr *root_out)
+ * element, borrowed from the document, which must be called root_name unless that is NULL.
+ * White space before the document is skipped (S3 may send some to keep a slow
+ * CompleteMultipartUpload alive, and an XML declaration after it would be an error).
+ * -EINVAL: empty, too long, not well-formed, has a DOCTYPE, no root element or another one;
+ * -ENOMEM. */
+static int doc_open(const char *xml, size_t len, const char *root_name, xmlDocPtr *doc_out,
+		    xmlNodePtr *root_out)
 {
 	xmlParserCtxtPtr ctxt = NULL;
 	xmlDocPtr doc = NULL;
@@ -74,7 +81,7 @@ static int doc_open(const char *xml, size_t len, xmlDocPtr *doc_out, xmlNodePtr 
 	if (!ctxt->wellFormed || doc->intSubset || doc->extSubset)
 		goto out;
 	root = xmlDocGetRootElement(doc);
-	if (!root)
+	if (!root || (root_name && !is_elem(root, root_name)))
 		goto out;
 	*doc_out = doc;
 	*root_out = root;
@@ -84,11 +91,6 @@ out:
 	xmlFreeDoc(doc);
 	xmlFreeParserCtxt(ctxt);
 	return rc;
-}
-
-static bool is_elem(const xmlNode *n, const char *name)
-{
-	return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
 }
 
 /* The first child element called name, or NULL; borrowed from the document. */
@@ -362,7 +364,7 @@ int s3_xml_parse_error(const char *xml, size_t len, struct s3_error *err)
 {
 	xmlDocPtr doc;
 	xmlNodePtr root;
-	int rc = doc_open(xml, len, &doc, &root);
+	int rc = doc_open(xml, len, NULL, &doc, &root);
 
 	if (!rc)
 		rc = fill_error(root, err);
@@ -395,14 +397,9 @@ int s3_xml_parse_list(const char *xml, size_t len, struct s3_list_page *page)
 	int rc;
 
 	memset(page, 0, sizeof(*page));
-	rc = doc_open(xml, len, &doc, &root);
-	if (rc)
-		goto out;
-	if (!is_elem(root, "ListBucketResult")) {
-		rc = -EINVAL;
-		goto out;
-	}
-	rc = url_encoded(root, &url);
+	rc = doc_open(xml, len, "ListBucketResult", &doc, &root);
+	if (!rc)
+		rc = url_encoded(root, &url);
 	if (!rc)
 		rc = get_conv(root, "IsTruncated", conv_bool, &page->truncated);
 	/* the V2 token is opaque and never encoded; V1's NextMarker is a key and is */
@@ -456,11 +453,10 @@ int s3_xml_parse_initiate(const char *xml, size_t len, char **upload_id)
 {
 	xmlDocPtr doc;
 	xmlNodePtr root;
-	int rc = doc_open(xml, len, &doc, &root);
+	int rc;
 
 	*upload_id = NULL;
-	if (!rc && !is_elem(root, "InitiateMultipartUploadResult"))
-		rc = -EINVAL;
+	rc = doc_open(xml, len, "InitiateMultipartUploadResult", &doc, &root);
 	if (!rc)
 		rc = get_marker(root, "UploadId", false, upload_id);
 	if (!rc && !*upload_id)
@@ -480,7 +476,7 @@ static int parse_etag_result(const char *xml, size_t len, const char *root_name,
 
 	if (etag)
 		etag[0] = '\0';
-	rc = doc_open(xml, len, &doc, &root);
+	rc = doc_open(xml, len, NULL, &doc, &root);
 	if (rc)
 		return rc;
 	if (is_elem(root, root_name)) {
@@ -532,13 +528,9 @@ int s3_xml_parse_list_parts(const char *xml, size_t len, struct s3_part **parts,
 	bool trunc = false;
 	int marker = -1, rc;
 
-	rc = doc_open(xml, len, &doc, &root);
+	rc = doc_open(xml, len, "ListPartsResult", &doc, &root);
 	if (rc)
 		goto out;
-	if (!is_elem(root, "ListPartsResult")) {
-		rc = -EINVAL;
-		goto out;
-	}
 	rc = get_conv(root, "IsTruncated", conv_bool, &trunc);
 	if (!rc)
 		rc = get_conv(root, "NextPartNumberMarker", conv_int, &marker);
@@ -598,13 +590,9 @@ int s3_xml_parse_list_uploads(const char *xml, size_t len, struct s3_upload **up
 
 	*next_key = NULL;
 	*next_upload_id = NULL;
-	rc = doc_open(xml, len, &doc, &root);
+	rc = doc_open(xml, len, "ListMultipartUploadsResult", &doc, &root);
 	if (rc)
 		goto out;
-	if (!is_elem(root, "ListMultipartUploadsResult")) {
-		rc = -EINVAL;
-		goto out;
-	}
 	rc = url_encoded(root, &url);
 	if (!rc)
 		rc = get_conv(root, "IsTruncated", conv_bool, &trunc);
@@ -656,7 +644,7 @@ int s3_xml_parse_delete(const char *xml, size_t len, size_t *n_errors, struct s3
 	int rc;
 
 	*n_errors = 0;
-	rc = doc_open(xml, len, &doc, &root);
+	rc = doc_open(xml, len, NULL, &doc, &root);
 	if (rc)
 		goto out;
 	if (!is_elem(root, "DeleteResult")) {

@@ -1,0 +1,2694 @@
+/* cache.c - staged files, their upload state machine, the upload queue and the journal.
+ *
+ * Layout of the cache directory (0700, one daemon at a time: flock on `lock`):
+ *   data/      the staged tree: every file written through the mount, at its relative path
+ *   remote/    sparse copies of objects read from S3 (cache/remote.c), emptied at start
+ *   tmp/       copies made for copy-on-write and fsync snapshots
+ *   journal    append-only facts: what is in S3, what must be deleted, which jobs completed,
+ *              which multipart uploads are open
+ *
+ * The staged file is the source of truth for content; the journal only records what has
+ * already been done. A file is clean when the journal holds a C record matching its
+ * (size, mtime, ctime, inode); anything else found in data/ at start is dirty and uploaded
+ * again. So nothing whose close() returned can be lost by a crash of the daemon: its bytes are
+ * in data/ (the kernel's page cache survives kill -9), and at worst an upload is repeated.
+ *
+ * Per-file state machine (struct cache_file.state), transitions under c->lock:
+ *
+ *   from        event                                   to
+ *   (none)      create / open for write / found dirty    DIRTY
+ *   DIRTY       last close + settle delay, job complete  QUEUED   (only with no writer open)
+ *   QUEUED      a worker takes it                        UPLOADING
+ *   QUEUED      modified                                 DIRTY
+ *   UPLOADING   upload ok and gen unchanged              CLEAN    (journal C)
+ *   UPLOADING   upload ok but modified meanwhile         DIRTY    (requeued after its close)
+ *   UPLOADING   upload failed after retries              FAILED   (kept; retried later)
+ *   CLEAN       modified                                 DIRTY
+ *   FAILED      retry time / manual retry                QUEUED
+ *   FAILED      modified                                 DIRTY
+ *   CLEAN       evicted (no handle open)                 (gone from data/, read back from S3)
+ *
+ * An upload reads a stable, closed version: a file is only queued with no writer open, the
+ * worker opens it under c->lock, and a writer that opens it during the upload gets a fresh
+ * copy renamed over the path (copy-on-write), so the worker's fd keeps the old inode. Writers
+ * never wait for the network; they only pay that copy when they reopen a file mid-upload.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+#include <uthash.h>
+
+#include "cache.h"
+#include "cache_i.h"
+#include "cfg.h"
+#include "log.h"
+#include "s3.h"
+#include "store.h"
+
+enum file_state { ST_DIRTY, ST_QUEUED, ST_UPLOADING, ST_CLEAN, ST_FAILED };
+
+static const char *const state_names[] = { "dirty", "queued", "uploading", "clean", "failed" };
+
+struct job {
+	char *name;			/* top-level folder */
+	bool completed;			/* protected by c->lock; journalled (J) */
+	uint64_t last_write_ms;		/* protected by c->lock */
+	uint64_t files_uploaded, bytes_uploaded, files_failed;	/* protected by c->lock */
+	char last_error[300];		/* protected by c->lock */
+	UT_hash_handle hh;
+};
+
+struct cache_file {
+	char *path;			/* protected by c->lock (renames); hash key */
+	struct job *job;		/* protected by c->lock; NULL for top-level files */
+	enum file_state state;		/* protected by c->lock */
+	uint64_t gen;			/* protected by c->lock: bumped by every change */
+	uint64_t up_gen;		/* protected by c->lock: gen last uploaded */
+	int refs;			/* protected by c->lock: handles + workers */
+	int writers;			/* protected by c->lock */
+	bool gone;			/* protected by c->lock: unlinked, out of the table */
+	bool in_queue;			/* protected by c->lock */
+	bool cow;			/* protected by c->lock: path replaced during upload */
+	uint64_t settle_at;		/* protected by c->lock: ms, 0 = not waiting */
+	uint64_t retry_at;		/* protected by c->lock: ms, FAILED only */
+	int attempts;			/* protected by c->lock: failed upload rounds */
+	char *up_key;			/* protected by c->lock: object that holds a version */
+	uint64_t size;			/* protected by c->lock: at last close/upload */
+	uint64_t atime;			/* protected by c->lock: ms, for LRU eviction */
+	struct s3_error err;		/* protected by c->lock: last failure */
+	pthread_mutex_t open_lock;	/* serialises copy-on-write opens */
+	TAILQ_ENTRY(cache_file) qlink;	/* protected by c->lock */
+	UT_hash_handle hh;
+};
+
+TAILQ_HEAD(file_queue, cache_file);
+
+struct pending_del {
+	char *key;
+	bool in_flight;
+	TAILQ_ENTRY(pending_del) link;
+	UT_hash_handle hh;		/* tombstones: listings hide these keys */
+};
+
+TAILQ_HEAD(del_queue, pending_del);
+
+struct open_mpu {
+	char *key, *upload_id;
+	struct open_mpu *next;
+};
+
+struct rlist_entry {
+	char *name;
+	bool is_dir;
+	uint64_t size;
+	time_t mtime;
+};
+
+struct rlist {
+	char *prefix;			/* relative dir, "" for root */
+	uint64_t fetched_ms;
+	struct rlist_entry *e;
+	size_t n;
+	UT_hash_handle hh;
+};
+
+struct clean_rec {			/* journal C record, during replay only */
+	char *path;
+	uint64_t size, mtime_ns, ctime_ns, ino;
+	char *key;
+	UT_hash_handle hh;
+};
+
+struct cache {
+	const struct cfg *cfg;
+	const struct store *store;
+	char *dir;
+	bool read_only;
+	int dir_fd, data_fd, tmp_fd, lock_fd, journal_fd;
+	struct cache_rdir *rdir;
+
+	pthread_mutex_t lock;
+	pthread_cond_t work_cond;	/* workers wait for the queues */
+	pthread_cond_t done_cond;	/* fsync and drain wait for uploads */
+	struct cache_file *files;	/* protected by lock: by path */
+	struct job *jobs;		/* protected by lock: by name */
+	struct file_queue queue;	/* protected by lock */
+	struct del_queue dels;		/* protected by lock */
+	struct pending_del *tombs;	/* protected by lock: by key */
+	struct open_mpu *mpus;		/* protected by lock: to abort at start */
+	struct rlist *rlists;		/* protected by lock: listing cache */
+	int uploading;			/* protected by lock */
+	bool stopping;			/* protected by lock */
+	uint64_t tmp_seq;		/* protected by lock */
+	struct cache_stats totals;	/* protected by lock: counters */
+
+	pthread_mutex_t jlock;		/* journal appends */
+	pthread_t *workers;
+	int n_workers;
+	pthread_t timer;
+	bool started;
+};
+
+#define DIR_TTL_MS 5000
+
+/* ------------------------------------------------------------------ small helpers */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000ULL + (uint64_t)ts->tv_nsec;
+}
+
+/* The object key of a relative path. Caller frees. */
+static char *key_of(struct cache *c, const char *rel)
+{
+	char *k = NULL;
+
+	if (asprintf(&k, "%s%s", c->cfg->prefix ? c->cfg->prefix : "", rel) < 0)
+		return NULL;
+	return k;
+}
+
+/* "a/b/c" -> job "a" (only for paths with a '/'; top-level files have no job) */
+static size_t top_len(const char *rel)
+{
+	const char *s = strchr(rel, '/');
+
+	return s ? (size_t)(s - rel) : 0;
+}
+
+static bool under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	if (n == 0)
+		return true;
+	return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+/* journal escaping: %XX for '%', control bytes, tab, newline and space */
+static void esc(FILE *f, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p <= 0x20 || *p == '%' || *p == 0x7f)
+			fprintf(f, "%%%02X", *p);
+		else
+			fputc(*p, f);
+	}
+}
+
+static int unesc(char *s)
+{
+	char *o = s;
+
+	for (char *p = s; *p; p++) {
+		if (*p == '%') {
+			unsigned v;
+
+			if (sscanf(p + 1, "%2x", &v) != 1 || !p[1] || !p[2])
+				return -EINVAL;
+			*o++ = (char)v;
+			p += 2;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	return 0;
+}
+
+/* ------------------------------------------------------------------ journal */
+
+/* Append one record: type letter and fields, tab-separated, escaped. sync: fdatasync after. */
+static void journal_add(struct cache *c, bool sync, char type, int n, ...)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	va_list ap;
+
+	if (!f)
+		return;
+	fputc(type, f);
+	va_start(ap, n);
+	for (int i = 0; i < n; i++) {
+		fputc('\t', f);
+		esc(f, va_arg(ap, const char *));
+	}
+	va_end(ap);
+	fputc('\n', f);
+	fclose(f);
+	pthread_mutex_lock(&c->jlock);
+	if (c->journal_fd >= 0) {
+		if (write(c->journal_fd, buf, len) != (ssize_t)len)
+			log_msg(LOG_ERR, "cannot write the journal", "dir=%s error=\"%s\"", c->dir,
+				strerror(errno));
+		else if (sync)
+			fdatasync(c->journal_fd);
+	}
+	pthread_mutex_unlock(&c->jlock);
+	free(buf);
+}
+
+static void journal_clean(struct cache *c, const char *path, const struct stat *st, const char *key)
+{
+	char size[24], mt[24], ct[24], ino[24];
+
+	snprintf(size, sizeof(size), "%" PRIu64, (uint64_t)st->st_size);
+	snprintf(mt, sizeof(mt), "%" PRIu64, ts_ns(&st->st_mtim));
+	snprintf(ct, sizeof(ct), "%" PRIu64, ts_ns(&st->st_ctim));
+	snprintf(ino, sizeof(ino), "%" PRIu64, (uint64_t)st->st_ino);
+	journal_add(c, false, 'C', 6, path, size, mt, ct, ino, key);
+}
+
+/* ------------------------------------------------------------------ files and jobs */
+
+static struct job *job_get(struct cache *c, const char *rel, bool create)
+{
+	size_t n = top_len(rel);
+	struct job *j;
+
+	if (n == 0)
+		return NULL;
+	HASH_FIND(hh, c->jobs, rel, n, j);
+	if (j || !create)
+		return j;
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->name = strndup(rel, n))) {
+		free(j);
+		return NULL;
+	}
+	HASH_ADD_KEYPTR(hh, c->jobs, j->name, n, j);
+	return j;
+}
+
+static struct cache_file *file_find(struct cache *c, const char *rel)
+{
+	struct cache_file *f;
+
+	HASH_FIND_STR(c->files, rel, f);
+	return f;
+}
+
+static struct cache_file *file_new(struct cache *c, const char *rel)
+{
+	struct cache_file *f = calloc(1, sizeof(*f));
+
+	if (!f || !(f->path = strdup(rel))) {
+		free(f);
+		return NULL;
+	}
+	pthread_mutex_init(&f->open_lock, NULL);
+	f->state = ST_DIRTY;
+	f->gen = 1;
+	f->job = job_get(c, rel, true);
+	f->atime = now_ms();
+	HASH_ADD_KEYPTR(hh, c->files, f->path, strlen(f->path), f);
+	return f;
+}
+
+static void file_free(struct cache_file *f)
+{
+	pthread_mutex_destroy(&f->open_lock);
+	free(f->path);
+	free(f->up_key);
+	free(f);
+}
+
+/* Drop a reference; a file that is gone and unreferenced is freed. Under c->lock. */
+static void file_unref(struct cache_file *f)
+{
+	if (--f->refs == 0 && f->gone)
+		file_free(f);
+}
+
+static void dequeue(struct cache *c, struct cache_file *f)
+{
+	if (f->in_queue) {
+		TAILQ_REMOVE(&c->queue, f, qlink);
+		f->in_queue = false;
+	}
+}
+
+static void enqueue(struct cache *c, struct cache_file *f, bool front)
+{
+	if (f->in_queue)
+		return;
+	f->state = ST_QUEUED;
+	f->settle_at = 0;
+	if (front)
+		TAILQ_INSERT_HEAD(&c->queue, f, qlink);
+	else
+		TAILQ_INSERT_TAIL(&c->queue, f, qlink);
+	f->in_queue = true;
+	pthread_cond_signal(&c->work_cond);
+}
+
+/* May f be uploaded now (ignoring the settle delay)? Under c->lock. */
+static bool upload_allowed(struct cache *c, const struct cache_file *f)
+{
+	if (!c->cfg->s3_enabled || c->read_only || f->writers > 0 || f->gone)
+		return false;
+	if (!f->job || !c->cfg->upload_on_completion)
+		return true;
+	return f->job->completed;
+}
+
+/* A change to f's content or metadata. Under c->lock. */
+static void file_changed(struct cache *c, struct cache_file *f)
+{
+	f->gen++;
+	f->atime = now_ms();
+	if (f->job)
+		f->job->last_write_ms = f->atime;
+	if (f->state == ST_QUEUED)
+		dequeue(c, f);
+	if (f->state != ST_UPLOADING)
+		f->state = ST_DIRTY;
+	f->settle_at = 0;
+}
+
+/* After the last writer closed (or any event that may make f eligible). Under c->lock. */
+static void file_settle(struct cache *c, struct cache_file *f)
+{
+	if (f->state != ST_DIRTY || !upload_allowed(c, f))
+		return;
+	if (c->cfg->settle_ms == 0 || (f->job && c->cfg->upload_on_completion))
+		enqueue(c, f, false);
+	else
+		f->settle_at = now_ms() + (uint64_t)c->cfg->settle_ms;
+}
+
+/* Schedule deletion of an object (journalled first, durably). Under c->lock. */
+static void delete_key(struct cache *c, const char *key)
+{
+	struct pending_del *d;
+
+	if (!c->cfg->s3_enabled)
+		return;
+	HASH_FIND_STR(c->tombs, key, d);
+	if (d)
+		return;
+	d = calloc(1, sizeof(*d));
+	if (!d || !(d->key = strdup(key))) {
+		free(d);
+		return;
+	}
+	HASH_ADD_KEYPTR(hh, c->tombs, d->key, strlen(d->key), d);
+	TAILQ_INSERT_TAIL(&c->dels, d, link);
+	journal_add(c, true, 'D', 1, key);
+	pthread_cond_signal(&c->work_cond);
+}
+
+/* A new upload to key supersedes a pending delete of it. Under c->lock. */
+static void cancel_delete(struct cache *c, const char *key)
+{
+	struct pending_del *d;
+
+	HASH_FIND_STR(c->tombs, key, d);
+	if (!d || d->in_flight)
+		return;
+	HASH_DEL(c->tombs, d);
+	TAILQ_REMOVE(&c->dels, d, link);
+	journal_add(c, false, 'd', 1, key);
+	free(d->key);
+	free(d);
+}
+
+static void rlist_free(struct rlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->e[i].name);
+	free(l->e);
+	free(l->prefix);
+	free(l);
+}
+
+/* Forget the cached listing of the directory holding rel. Under c->lock. */
+static void rlist_invalidate(struct cache *c, const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+	size_t n = slash ? (size_t)(slash - rel) : 0;
+	struct rlist *l;
+
+	HASH_FIND(hh, c->rlists, rel, n, l);
+	if (l) {
+		HASH_DEL(c->rlists, l);
+		rlist_free(l);
+	}
+}
+
+/* ------------------------------------------------------------------ S3 listing cache */
+
+static int rl_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rlist_entry *)a)->name, ((const struct rlist_entry *)b)->name);
+}
+
+/* Fetch the listing of directory rel from S3 (no lock held). */
+static int rlist_fetch(struct cache *c, const char *rel, struct rlist **out)
+{
+	struct rlist *l = calloc(1, sizeof(*l));
+	char *prefix = NULL, *token = NULL;
+	size_t cap = 0, plen;
+	int rc = 0;
+
+	*out = NULL;
+	if (!l || !(l->prefix = strdup(rel))) {
+		free(l);
+		return -ENOMEM;
+	}
+	if (asprintf(&prefix, "%s%s%s", c->cfg->prefix, rel, *rel ? "/" : "") < 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	plen = strlen(prefix);
+	do {
+		struct s3_list_page pg;
+		struct s3_error e;
+
+		rc = c->store->list(c->store->ctx, NULL, prefix, "/", token, &pg, &e);
+		if (rc) {
+			char et[300];
+
+			log_msg(LOG_WARNING, "cannot list s3", "prefix=%s error=\"%s\"", prefix,
+				s3_error_text(&e, et, sizeof(et)));
+			goto out;
+		}
+		if (l->n + pg.n_objects + pg.n_prefixes > cap) {
+			size_t ncap = (l->n + pg.n_objects + pg.n_prefixes) * 2 + 16;
+			struct rlist_entry *ne = realloc(l->e, ncap * sizeof(*ne));
+
+			if (!ne) {
+				s3_list_page_release(&pg);
+				rc = -ENOMEM;
+				goto out;
+			}
+			l->e = ne;
+			cap = ncap;
+		}
+		for (size_t i = 0; i < pg.n_prefixes; i++) {
+			const char *p = pg.prefixes[i];
+			size_t n = strlen(p);
+
+			if (n <= plen + 1 || strncmp(p, prefix, plen) != 0)
+				continue;
+			l->e[l->n] = (struct rlist_entry){ .name = strndup(p + plen, n - plen - 1),
+							   .is_dir = true };
+			if (l->e[l->n].name)
+				l->n++;
+		}
+		for (size_t i = 0; i < pg.n_objects; i++) {
+			const char *k = pg.objects[i].key;
+
+			if (strlen(k) <= plen || strncmp(k, prefix, plen) != 0)
+				continue;	/* the "dir/" marker object itself */
+			l->e[l->n] = (struct rlist_entry){ .name = strdup(k + plen),
+							   .size = pg.objects[i].size,
+							   .mtime = pg.objects[i].mtime };
+			if (l->e[l->n].name)
+				l->n++;
+		}
+		free(token);
+		token = pg.truncated && pg.next_token ? strdup(pg.next_token) : NULL;
+		s3_list_page_release(&pg);
+	} while (token);
+	qsort(l->e, l->n, sizeof(*l->e), rl_cmp);
+	l->fetched_ms = now_ms();
+	*out = l;
+	l = NULL;
+out:
+	if (l)
+		rlist_free(l);
+	free(prefix);
+	free(token);
+	return rc;
+}
+
+/* The cached listing of rel, fetched if missing or stale. Called and returns with c->lock
+ * held (dropped during the fetch). The result is valid until c->lock is dropped. */
+static int rlist_get(struct cache *c, const char *rel, struct rlist **out)
+{
+	struct rlist *l, *fresh;
+	int rc;
+
+	*out = NULL;
+	if (!c->cfg->s3_enabled)
+		return 0;
+	HASH_FIND_STR(c->rlists, rel, l);
+	if (l && now_ms() - l->fetched_ms < DIR_TTL_MS) {
+		*out = l;
+		return 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	rc = rlist_fetch(c, rel, &fresh);
+	pthread_mutex_lock(&c->lock);
+	if (rc)
+		return rc;
+	HASH_FIND_STR(c->rlists, rel, l);
+	if (l) {
+		HASH_DEL(c->rlists, l);
+		rlist_free(l);
+	}
+	HASH_ADD_KEYPTR(hh, c->rlists, fresh->prefix, strlen(fresh->prefix), fresh);
+	*out = fresh;
+	return 0;
+}
+
+static const struct rlist_entry *rlist_find(const struct rlist *l, const char *name)
+{
+	struct rlist_entry key = { .name = (char *)name };
+
+	if (!l || !l->n)
+		return NULL;
+	return bsearch(&key, l->e, l->n, sizeof(*l->e), rl_cmp);
+}
+
+/* Is the object of rel pending deletion? Under c->lock. */
+static bool tombstoned(struct cache *c, const char *rel)
+{
+	struct pending_del *d;
+	char *k = key_of(c, rel);
+
+	if (!k)
+		return false;
+	HASH_FIND_STR(c->tombs, k, d);
+	free(k);
+	return d != NULL;
+}
+
+static void remote_stat(const struct rlist_entry *e, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_nlink = 1;
+	if (e->is_dir) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+	} else {
+		st->st_mode = S_IFREG | 0644;
+		st->st_size = (off_t)e->size;
+		st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
+	}
+	st->st_mtim.tv_sec = e->mtime;
+	st->st_ctim = st->st_atim = st->st_mtim;
+}
+
+/* Look up rel in S3 via its parent's listing. Under c->lock (dropped while fetching). */
+static int remote_lookup(struct cache *c, const char *rel, struct stat *st)
+{
+	const char *slash = strrchr(rel, '/');
+	char *parent = slash ? strndup(rel, (size_t)(slash - rel)) : strdup("");
+	const struct rlist_entry *e;
+	struct rlist *l;
+	int rc;
+
+	if (!parent)
+		return -ENOMEM;
+	rc = rlist_get(c, parent, &l);
+	free(parent);
+	if (rc)
+		return rc == -ENOENT ? -ENOENT : -EIO;
+	e = rlist_find(l, slash ? slash + 1 : rel);
+	if (!e || (!e->is_dir && tombstoned(c, rel)))
+		return -ENOENT;
+	if (st)
+		remote_stat(e, st);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ open / close */
+
+static int tmp_name(struct cache *c, char *buf, size_t size)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&c->lock);
+	n = ++c->tmp_seq;
+	pthread_mutex_unlock(&c->lock);
+	snprintf(buf, size, "t%d-%" PRIu64, (int)getpid(), n);
+	return 0;
+}
+
+/* Copy src (open fd) into a new file in tmp/ with src's mode; returns its fd, name in buf. */
+static int copy_to_tmp(struct cache *c, int src, char *name, size_t size, bool with_data)
+{
+	struct stat st;
+	int dst;
+	off_t off = 0;
+
+	if (fstat(src, &st) < 0)
+		return -errno;
+	tmp_name(c, name, size);
+	dst = openat(c->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+	if (dst < 0)
+		return -errno;
+	while (with_data && off < st.st_size) {
+		ssize_t n = copy_file_range(src, &off, dst, NULL, (size_t)(st.st_size - off), 0);
+
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+
+			close(dst);
+			unlinkat(c->tmp_fd, name, 0);
+			return -e;
+		}
+	}
+	if (fchown(dst, st.st_uid, st.st_gid) < 0) {
+		/* not root: keep ours */
+	}
+	{
+		struct timespec t[2] = { st.st_atim, st.st_mtim };
+
+		futimens(dst, t);
+	}
+	return dst;
+}
+
+/* Create the parent directories of rel in data/ (a remote directory being written into). */
+static int make_parents(struct cache *c, const char *rel)
+{
+	char *p = strdup(rel);
+	int rc = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		if (mkdirat(c->data_fd, p, 0755) < 0 && errno != EEXIST) {
+			rc = -errno;
+			break;
+		}
+		*s = '/';
+	}
+	free(p);
+	return rc;
+}
+
+/* Stage a file that exists only in S3: download it into data/rel. No lock held. */
+static int stage_remote(struct cache *c, const char *rel, uint64_t size)
+{
+	char name[64], *key = key_of(c, rel);
+	struct s3_error e;
+	uint64_t got = 0;
+	int fd = -1, rc;
+
+	if (!key)
+		return -ENOMEM;
+	rc = make_parents(c, rel);
+	if (rc)
+		goto out;
+	tmp_name(c, name, sizeof(name));
+	fd = openat(c->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (size) {
+		rc = c->store->get_to_fd(c->store->ctx, NULL, key, 0, 0, fd, 0, &got, &e);
+		if (rc)
+			goto out;
+	}
+	if (renameat(c->tmp_fd, name, c->data_fd, rel) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	name[0] = '\0';
+	pthread_mutex_lock(&c->lock);
+	{
+		struct cache_file *f = file_find(c, rel);
+		struct stat st;
+
+		if (!f && (f = file_new(c, rel)) != NULL && fstat(fd, &st) == 0) {
+			/* same bytes as the object: clean, and known to be at key */
+			f->state = ST_CLEAN;
+			f->up_gen = f->gen;
+			f->up_key = strdup(key);
+			f->size = (uint64_t)st.st_size;
+			journal_clean(c, rel, &st, key);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (name[0] && fd >= 0)
+		unlinkat(c->tmp_fd, name, 0);
+	free(key);
+	return rc;
+}
+
+int cache_open_handle(struct cache *c, const char *rel, int flags, mode_t mode,
+		      struct cache_handle **out)
+{
+	bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+	struct cache_handle *h = calloc(1, sizeof(*h));
+	struct cache_file *f = NULL;
+	struct stat st;
+	int fd = -1, rc = 0;
+
+	*out = NULL;
+	if (!h)
+		return -ENOMEM;
+	h->fd = -1;
+	if (writable && c->read_only) {
+		free(h);
+		return -EROFS;
+	}
+	flags &= ~(O_NOFOLLOW | O_CLOEXEC);
+	if (*rel == '\0') {
+		free(h);
+		return -EISDIR;
+	}
+	/* not staged: read from S3, or stage it first for writing */
+	if (fstatat(c->data_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		struct stat rst;
+
+		if (errno != ENOENT) {
+			rc = -errno;
+			goto out;
+		}
+		pthread_mutex_lock(&c->lock);
+		rc = remote_lookup(c, rel, &rst);
+		pthread_mutex_unlock(&c->lock);
+		if (rc == 0 && S_ISDIR(rst.st_mode)) {
+			rc = -EISDIR;
+			goto out;
+		}
+		if (rc == 0 && (flags & O_CREAT) && (flags & O_EXCL)) {
+			rc = -EEXIST;
+			goto out;
+		}
+		if (rc == 0 && !writable) {
+			char *key = key_of(c, rel);
+
+			rc = key ? cache_remote_open(c->rdir, c->cfg->bucket, key, (uint64_t)rst.st_size,
+						     "", &h->remote) : -ENOMEM;
+			free(key);
+			if (rc == 0) {
+				h->remote_size = (uint64_t)rst.st_size;
+				*out = h;
+				return 0;
+			}
+			goto out;
+		}
+		if (rc == 0 && !(flags & O_TRUNC)) {
+			rc = stage_remote(c, rel, (uint64_t)rst.st_size);
+			if (rc)
+				goto out;
+		} else if (rc == -ENOENT && !(flags & O_CREAT)) {
+			goto out;
+		} else if (rc && rc != -ENOENT) {
+			goto out;
+		} else {
+			rc = make_parents(c, rel);
+			if (rc)
+				goto out;
+			flags |= O_CREAT;
+		}
+		rc = 0;
+	}
+	if (!writable) {
+		fd = openat(c->data_fd, rel, flags | O_CLOEXEC, mode);
+		if (fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		pthread_mutex_lock(&c->lock);
+		f = file_find(c, rel);
+		if (f) {
+			f->refs++;
+			f->atime = now_ms();
+		}
+		pthread_mutex_unlock(&c->lock);
+		goto done;
+	}
+
+	/* writable: find or make the node; copy-on-write if it is being uploaded */
+	pthread_mutex_lock(&c->lock);
+	f = file_find(c, rel);
+	if (!f)
+		f = file_new(c, rel);
+	if (!f) {
+		pthread_mutex_unlock(&c->lock);
+		rc = -ENOMEM;
+		goto out;
+	}
+	f->refs++;
+	pthread_mutex_unlock(&c->lock);
+
+	pthread_mutex_lock(&f->open_lock);
+	pthread_mutex_lock(&c->lock);
+	if (f->state == ST_UPLOADING && !f->cow && !f->gone) {
+		char name[64];
+		int src, tmp;
+
+		pthread_mutex_unlock(&c->lock);
+		src = openat(c->data_fd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		tmp = src >= 0 ? copy_to_tmp(c, src, name, sizeof(name), !(flags & O_TRUNC)) : -errno;
+		if (src >= 0)
+			close(src);
+		pthread_mutex_lock(&c->lock);
+		if (tmp >= 0) {
+			close(tmp);
+			if (renameat(c->tmp_fd, name, c->data_fd, rel) == 0)
+				f->cow = true;
+			else
+				unlinkat(c->tmp_fd, name, 0);
+		}
+	}
+	fd = openat(c->data_fd, rel, flags | O_CLOEXEC, mode);
+	if (fd < 0) {
+		rc = -errno;
+		f->refs--;
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&f->open_lock);
+		f = NULL;
+		goto out;
+	}
+	f->writers++;
+	file_changed(c, f);	/* opening for write counts: the writer may change it any time */
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&f->open_lock);
+done:
+	h->fd = fd;
+	h->file = f;
+	h->writable = writable;
+	*out = h;
+	return 0;
+out:
+	free(h);
+	return rc;
+}
+
+ssize_t cache_read(struct cache *c, struct cache_handle *h, void *buf, size_t size, off_t off)
+{
+	ssize_t n;
+
+	(void)c;
+	if (h->remote) {
+		struct s3_error e;
+
+		return cache_remote_read(h->remote, buf, size, (uint64_t)off, &e);
+	}
+	n = pread(h->fd, buf, size, off);
+	return n < 0 ? -errno : n;
+}
+
+static uint64_t evict(struct cache *c, uint64_t want_free);
+
+ssize_t cache_write(struct cache *c, struct cache_handle *h, const void *buf, size_t size, off_t off)
+{
+	ssize_t n;
+
+	if (!h->writable)
+		return -EBADF;
+	n = pwrite(h->fd, buf, size, off);
+	if (n < 0 && errno == ENOSPC && evict(c, size + (1 << 20)) > 0)
+		n = pwrite(h->fd, buf, size, off);
+	if (n < 0)
+		return -errno;
+	if (h->file) {
+		pthread_mutex_lock(&c->lock);
+		file_changed(c, h->file);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return n;
+}
+
+int cache_ftruncate(struct cache *c, struct cache_handle *h, off_t size)
+{
+	if (!h->writable)
+		return -EBADF;
+	if (ftruncate(h->fd, size) < 0)
+		return -errno;
+	if (h->file) {
+		pthread_mutex_lock(&c->lock);
+		file_changed(c, h->file);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return 0;
+}
+
+int cache_fallocate(struct cache *c, struct cache_handle *h, int mode, off_t off, off_t len)
+{
+	if (!h->writable)
+		return -EBADF;
+	if (fallocate(h->fd, mode, off, len) < 0)
+		return -errno;
+	if (h->file) {
+		pthread_mutex_lock(&c->lock);
+		file_changed(c, h->file);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return 0;
+}
+
+int cache_release(struct cache *c, struct cache_handle *h)
+{
+	if (h->remote)
+		cache_remote_close(h->remote);
+	if (h->file) {
+		struct stat st;
+		bool have = h->fd >= 0 && fstat(h->fd, &st) == 0;
+
+		pthread_mutex_lock(&c->lock);
+		if (h->writable && --h->file->writers == 0) {
+			if (have)
+				h->file->size = (uint64_t)st.st_size;
+			file_settle(c, h->file);
+		}
+		file_unref(h->file);
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ uploading */
+
+struct mpu_ctx {
+	struct cache *c;
+};
+
+static void on_mpu(void *ctx, const char *key, const char *upload_id, bool done)
+{
+	struct cache *c = ctx;
+
+	journal_add(c, !done, done ? 'm' : 'M', 2, key, upload_id);
+}
+
+/* Upload the open file fd (a stable version) of f to key. No lock held. */
+static int put_version(struct cache *c, int fd, const struct stat *st, const char *key,
+		       char *etag, struct s3_error *err)
+{
+	struct s3_put_opts o = {
+		.set_meta = true, .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
+		.mtime = st->st_mtim, .mpu_event = on_mpu, .mpu_ctx = c,
+	};
+
+	return c->store->put_file(c->store->ctx, NULL, key, fd, (uint64_t)st->st_size, &o, etag, err);
+}
+
+/* Upload a symlink as a small object holding its target. */
+static int put_symlink(struct cache *c, const char *rel, const struct stat *st, const char *key,
+		       char *etag, struct s3_error *err)
+{
+	char target[4096], name[64];
+	ssize_t n = readlinkat(c->data_fd, rel, target, sizeof(target) - 1);
+	int fd, rc;
+
+	if (n < 0)
+		return -errno;
+	tmp_name(c, name, sizeof(name));
+	fd = openat(c->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	unlinkat(c->tmp_fd, name, 0);
+	if (write(fd, target, (size_t)n) != n) {
+		close(fd);
+		return -EIO;
+	}
+	{
+		struct stat lst = *st;
+
+		lst.st_size = n;
+		rc = put_version(c, fd, &lst, key, etag, err);
+	}
+	close(fd);
+	return rc;
+}
+
+static void upload_one(struct cache *c, struct cache_file *f)
+{
+	char *rel, *key, etag[72] = "", et[400];
+	struct s3_error e = { 0 };
+	struct stat st;
+	uint64_t gen, t0 = now_ms();
+	int fd = -1, rc;
+	bool link = false;
+
+	/* under c->lock: take a stable version (opening by path under the lock, so a
+	 * copy-on-write open can only replace the path after we hold the inode) */
+	gen = f->gen;
+	rel = strdup(f->path);
+	key = key_of(c, f->path);
+	f->cow = false;
+	if (rel && key)
+		cancel_delete(c, key);
+	if (rel && fstatat(c->data_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		link = true;
+	else if (rel)
+		fd = openat(c->data_fd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	pthread_mutex_unlock(&c->lock);
+
+	if (!rel || !key) {
+		rc = -ENOMEM;
+	} else if (link) {
+		rc = put_symlink(c, rel, &st, key, etag, &e);
+	} else if (fd < 0) {
+		rc = -errno;
+	} else if (fstat(fd, &st) < 0) {
+		rc = -errno;
+	} else {
+		rc = put_version(c, fd, &st, key, etag, &e);
+	}
+
+	pthread_mutex_lock(&c->lock);
+	c->uploading--;
+	if (rc == 0) {
+		bool same = !f->gone && f->gen == gen && !f->cow && strcmp(f->path, rel) == 0;
+
+		c->totals.uploads_ok++;
+		c->totals.bytes_uploaded += (uint64_t)st.st_size;
+		if (f->job) {
+			f->job->files_uploaded++;
+			f->job->bytes_uploaded += (uint64_t)st.st_size;
+		}
+		log_msg(LOG_INFO, "s3 upload done", "key=%s bytes=%" PRIu64 " ms=%" PRIu64 " attempts=%d",
+			log_quote(et, sizeof(et), key), (uint64_t)st.st_size, now_ms() - t0,
+			e.attempts ? e.attempts : 1);
+		free(f->up_key);
+		f->up_key = key;
+		key = NULL;
+		f->attempts = 0;
+		if (same) {
+			f->state = ST_CLEAN;
+			f->up_gen = gen;
+			f->size = (uint64_t)st.st_size;
+			journal_clean(c, rel, &st, f->up_key);
+		} else if (f->gone || strcmp(f->path, rel) != 0) {
+			/* unlinked or renamed while uploading: that object must go */
+			char *k2 = key_of(c, f->path);
+
+			if (f->gone || (k2 && strcmp(k2, f->up_key) != 0)) {
+				delete_key(c, f->up_key);
+				free(f->up_key);
+				f->up_key = NULL;
+			}
+			free(k2);
+			if (!f->gone) {
+				f->state = ST_DIRTY;
+				file_settle(c, f);
+			}
+		} else {
+			f->state = ST_DIRTY;	/* changed meanwhile: upload again after its close */
+			file_settle(c, f);
+		}
+	} else if (!f->gone) {
+		f->state = ST_FAILED;
+		f->attempts++;
+		f->err = e;
+		if (!e.code[0])
+			snprintf(f->err.code, sizeof(f->err.code), "%s", strerror(-rc));
+		f->retry_at = now_ms() + (uint64_t)(f->attempts < 5 ? 15000ULL << f->attempts : 900000);
+		c->totals.uploads_failed++;
+		if (f->job) {
+			f->job->files_failed++;
+			s3_error_text(&f->err, f->job->last_error, sizeof(f->job->last_error));
+		}
+		{
+			char kq[300], eq[400];
+
+			s3_error_text(&f->err, et, sizeof(et));
+			log_msg(LOG_ERR, "s3 upload failed",
+				"key=%s error=%s attempts=%d hint=\"kept in the cache, retried later\"",
+				log_quote(kq, sizeof(kq), key ? key : rel), log_quote(eq, sizeof(eq), et),
+				e.attempts);
+		}
+	}
+	file_unref(f);
+	pthread_cond_broadcast(&c->done_cond);
+	if (fd >= 0)
+		close(fd);
+	free(rel);
+	free(key);
+}
+
+static void delete_one(struct cache *c, struct pending_del *d)
+{
+	struct s3_error e;
+	char *key = d->key;
+	int rc;
+
+	/* a live file now maps to this key: it will overwrite the object; do not delete */
+	if (strncmp(key, c->cfg->prefix, strlen(c->cfg->prefix)) == 0 &&
+	    file_find(c, key + strlen(c->cfg->prefix))) {
+		rc = 0;
+		goto done;
+	}
+	d->in_flight = true;
+	pthread_mutex_unlock(&c->lock);
+	rc = c->store->del(c->store->ctx, NULL, key, &e);
+	if (rc == -ENOENT)
+		rc = 0;
+	pthread_mutex_lock(&c->lock);
+	d->in_flight = false;
+	if (rc) {
+		char et[300];
+
+		log_msg(LOG_WARNING, "s3 delete failed", "key=%s error=\"%s\"", key,
+			s3_error_text(&e, et, sizeof(et)));
+		TAILQ_INSERT_TAIL(&c->dels, d, link);	/* again later */
+		return;
+	}
+	log_msg(LOG_INFO, "s3 delete done", "key=%s", key);
+done:
+	journal_add(c, false, 'd', 1, key);
+	HASH_DEL(c->tombs, d);
+	{
+		const char *rel = strncmp(key, c->cfg->prefix, strlen(c->cfg->prefix)) == 0 ?
+				  key + strlen(c->cfg->prefix) : key;
+
+		rlist_invalidate(c, rel);
+	}
+	free(d->key);
+	free(d);
+	pthread_cond_broadcast(&c->done_cond);
+}
+
+static void abort_mpus(struct cache *c)
+{
+	while (c->mpus) {
+		struct open_mpu *m = c->mpus;
+		struct s3_error e;
+
+		c->mpus = m->next;
+		pthread_mutex_unlock(&c->lock);
+		{
+			int rc = c->store->abort_upload(c->store->ctx, NULL, m->key, m->upload_id, &e);
+
+			if (rc == 0 || rc == -ENOENT || rc == -EOPNOTSUPP) {
+				journal_add(c, false, 'm', 2, m->key, m->upload_id);
+				log_msg(LOG_NOTICE, "aborted interrupted multipart upload", "key=%s", m->key);
+			} else {
+				log_msg(LOG_WARNING, "cannot abort interrupted multipart upload",
+					"key=%s error=%s", m->key, e.code);
+			}
+		}
+		free(m->key);
+		free(m->upload_id);
+		free(m);
+		pthread_mutex_lock(&c->lock);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct cache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->stopping) {
+		struct cache_file *f;
+		struct pending_del *d;
+
+		if (c->mpus) {
+			abort_mpus(c);
+			continue;
+		}
+		d = TAILQ_FIRST(&c->dels);
+		if (d) {
+			TAILQ_REMOVE(&c->dels, d, link);
+			delete_one(c, d);
+			continue;
+		}
+		f = TAILQ_FIRST(&c->queue);
+		if (!f) {
+			pthread_cond_wait(&c->work_cond, &c->lock);
+			continue;
+		}
+		dequeue(c, f);
+		if (f->state != ST_QUEUED || f->writers > 0 || f->gone)
+			continue;
+		f->state = ST_UPLOADING;
+		f->refs++;
+		c->uploading++;
+		upload_one(c, f);	/* drops and retakes c->lock */
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ timer: settle, idle, retry, evict */
+
+/* Bytes the cache may hold: S3JOBFS_CACHE_MAX_SIZE, or 90% of the cache filesystem. */
+static uint64_t cache_limit(struct cache *c)
+{
+	struct statvfs vfs;
+
+	if (c->cfg->cache_max_size)
+		return c->cfg->cache_max_size;
+	if (fstatvfs(c->data_fd, &vfs) < 0)
+		return UINT64_MAX;
+	return (uint64_t)vfs.f_blocks * vfs.f_frsize / 10 * 9;
+}
+
+static int lru_cmp(const void *a, const void *b)
+{
+	const struct cache_file *x = *(struct cache_file *const *)a, *y = *(struct cache_file *const *)b;
+
+	return x->atime < y->atime ? -1 : x->atime > y->atime;
+}
+
+/* Evict clean unopened files, least recently used first, until `want_free` bytes are freed
+ * (0: until under the limit). Returns bytes freed. Takes c->lock. */
+static uint64_t evict(struct cache *c, uint64_t want_free)
+{
+	struct cache_file **v = NULL, *f, *tmp;
+	uint64_t used = 0, freed = 0, limit = cache_limit(c), target;
+	size_t n = 0, cap = 0;
+
+	freed += cache_rdir_evict(c->rdir, 0) ;
+	pthread_mutex_lock(&c->lock);
+	HASH_ITER(hh, c->files, f, tmp) {
+		used += f->size;
+		if (f->state != ST_CLEAN || f->refs > 0 || f->writers > 0)
+			continue;
+		if (n == cap) {
+			struct cache_file **nv = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
+
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[n++] = f;
+	}
+	if (want_free)
+		target = used > want_free ? used - want_free : 0;
+	else
+		target = limit;
+	if (used <= target && !want_free)
+		goto out;
+	qsort(v, n, sizeof(*v), lru_cmp);
+	for (size_t i = 0; i < n && used > target; i++) {
+		f = v[i];
+		if (unlinkat(c->data_fd, f->path, 0) < 0 && errno != ENOENT)
+			continue;
+		log_msg(LOG_DEBUG, "evicted clean file", "path=%s bytes=%" PRIu64, f->path, f->size);
+		used -= f->size < used ? f->size : used;
+		freed += f->size;
+		rlist_invalidate(c, f->path);
+		HASH_DEL(c->files, f);
+		f->gone = true;
+		if (f->refs == 0)
+			file_free(f);
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	free(v);
+	return freed;
+}
+
+static int do_complete(struct cache *c, struct job *j);
+
+static void *timer_main(void *arg)
+{
+	struct cache *c = arg;
+	uint64_t last_evict = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->stopping) {
+		struct cache_file *f, *tmp;
+		struct job *j, *jt;
+		uint64_t now = now_ms();
+		struct timespec ts;
+
+		HASH_ITER(hh, c->files, f, tmp) {
+			if (f->state == ST_DIRTY && f->settle_at && now >= f->settle_at &&
+			    upload_allowed(c, f))
+				enqueue(c, f, false);
+			else if (f->state == ST_FAILED && now >= f->retry_at && upload_allowed(c, f))
+				enqueue(c, f, false);
+		}
+		if (c->cfg->idle_complete_seconds && c->cfg->upload_on_completion) {
+			HASH_ITER(hh, c->jobs, j, jt) {
+				if (!j->completed && j->last_write_ms &&
+				    now - j->last_write_ms >= (uint64_t)c->cfg->idle_complete_seconds * 1000) {
+					log_msg(LOG_INFO, "job idle, completing", "job=%s", j->name);
+					do_complete(c, j);
+				}
+			}
+		}
+		if (now - last_evict >= 1000) {
+			last_evict = now;
+			pthread_mutex_unlock(&c->lock);
+			evict(c, 0);
+			pthread_mutex_lock(&c->lock);
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->done_cond, &c->lock, &ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ completion and fsync */
+
+/* Mark j complete (journalled durably) and queue its closed files. Under c->lock. */
+static int do_complete(struct cache *c, struct job *j)
+{
+	struct cache_file *f, *tmp;
+
+	if (!j->completed) {
+		j->completed = true;
+		journal_add(c, true, 'J', 1, j->name);
+		log_msg(LOG_INFO, "job complete", "job=%s", j->name);
+	}
+	HASH_ITER(hh, c->files, f, tmp)
+		if (f->job == j && (f->state == ST_DIRTY || f->state == ST_FAILED) && upload_allowed(c, f))
+			enqueue(c, f, false);
+	return 0;
+}
+
+int cache_complete_job(struct cache *c, const char *name)
+{
+	struct job *j;
+	struct stat st;
+	int rc;
+
+	if (strchr(name, '/') || !*name || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	if (fstatat(c->data_fd, name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+		return -ENOENT;
+	pthread_mutex_lock(&c->lock);
+	HASH_FIND(hh, c->jobs, name, strlen(name), j);
+	if (!j) {
+		char *rel = NULL;
+
+		if (asprintf(&rel, "%s/x", name) >= 0)
+			j = job_get(c, rel, true);
+		free(rel);
+	}
+	rc = j ? do_complete(c, j) : -ENOMEM;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* Wait until every file in v[] has up_gen >= gens[i] (uploaded) or failed. Under c->lock. */
+static int wait_uploaded(struct cache *c, struct cache_file **v, const uint64_t *gens, size_t n)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct cache_file *f = v[i];
+
+		while (!f->gone && f->up_gen < gens[i] && f->state != ST_FAILED && !c->stopping)
+			pthread_cond_wait(&c->done_cond, &c->lock);
+		if (!f->gone && f->up_gen < gens[i]) {
+			char et[300];
+
+			log_msg(LOG_ERR, "fsync failed: upload failed", "path=%s error=\"%s\"", f->path,
+				s3_error_text(&f->err, et, sizeof(et)));
+			rc = -EIO;
+		}
+		file_unref(f);
+	}
+	return rc;
+}
+
+/* Upload a snapshot of a file that has writers open (fsync on an open file). */
+static int snapshot_upload(struct cache *c, struct cache_file *f)
+{
+	char name[64], *rel, *key, etag[72];
+	struct s3_error e = { 0 };
+	struct stat st;
+	uint64_t gen;
+	int src, snap, rc;
+
+	pthread_mutex_lock(&c->lock);
+	gen = f->gen;
+	rel = strdup(f->path);
+	key = key_of(c, f->path);
+	if (key)
+		cancel_delete(c, key);
+	pthread_mutex_unlock(&c->lock);
+	if (!rel || !key) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	src = openat(c->data_fd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (src < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (fstat(src, &st) < 0) {
+		rc = -errno;
+		close(src);
+		goto out;
+	}
+	snap = copy_to_tmp(c, src, name, sizeof(name), true);
+	close(src);
+	if (snap < 0) {
+		rc = snap;
+		goto out;
+	}
+	unlinkat(c->tmp_fd, name, 0);
+	rc = put_version(c, snap, &st, key, etag, &e);
+	close(snap);
+	pthread_mutex_lock(&c->lock);
+	if (rc == 0) {
+		free(f->up_key);
+		f->up_key = key;
+		key = NULL;
+		if (f->up_gen < gen)
+			f->up_gen = gen;
+		c->totals.uploads_ok++;
+		c->totals.bytes_uploaded += (uint64_t)st.st_size;
+		log_msg(LOG_INFO, "s3 upload done", "key=%s bytes=%" PRIu64 " reason=fsync", f->up_key,
+			(uint64_t)st.st_size);
+	} else {
+		char et[300];
+
+		f->err = e;
+		log_msg(LOG_ERR, "s3 upload failed", "path=%s reason=fsync error=\"%s\"", rel,
+			s3_error_text(&e, et, sizeof(et)));
+	}
+	pthread_cond_broadcast(&c->done_cond);
+	pthread_mutex_unlock(&c->lock);
+out:
+	free(rel);
+	free(key);
+	return rc ? -EIO : 0;
+}
+
+int cache_fsync(struct cache *c, struct cache_handle *h)
+{
+	struct cache_file *f = h->file;
+	uint64_t gen;
+	bool open_writers;
+
+	if (!f || !c->cfg->s3_enabled)
+		return h->fd >= 0 && h->writable && fdatasync(h->fd) < 0 ? -errno : 0;
+	if (h->writable && fdatasync(h->fd) < 0)
+		return -errno;
+	pthread_mutex_lock(&c->lock);
+	if (f->gone || f->up_gen >= f->gen) {
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	gen = f->gen;
+	open_writers = f->writers > 0;
+	if (!open_writers && f->state != ST_UPLOADING && f->state != ST_QUEUED)
+		enqueue(c, f, true);
+	else if (!open_writers && f->state == ST_QUEUED) {
+		dequeue(c, f);
+		enqueue(c, f, true);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (open_writers)
+		return snapshot_upload(c, f);
+	pthread_mutex_lock(&c->lock);
+	f->refs++;
+	{
+		int rc = wait_uploaded(c, &f, &gen, 1);
+
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+}
+
+int cache_fsync_dir(struct cache *c, const char *rel)
+{
+	struct cache_file **v = NULL, *f, *tmp;
+	uint64_t *gens = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	if (!c->cfg->s3_enabled)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	if (*rel && !strchr(rel, '/')) {
+		struct job *j;
+
+		HASH_FIND(hh, c->jobs, rel, strlen(rel), j);
+		if (j)
+			do_complete(c, j);
+	}
+	HASH_ITER(hh, c->files, f, tmp) {
+		if (!under(f->path, rel) || f->up_gen >= f->gen)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = realloc(v, cap * sizeof(*v));
+			gens = realloc(gens, cap * sizeof(*gens));
+			if (!v || !gens) {
+				rc = -ENOMEM;
+				break;
+			}
+		}
+		f->refs++;
+		v[n] = f;
+		gens[n++] = f->gen;
+		if (f->writers == 0 && (f->state == ST_DIRTY || f->state == ST_FAILED))
+			enqueue(c, f, true);
+	}
+	pthread_mutex_unlock(&c->lock);
+	/* files still open for writing: upload a snapshot of each now */
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		bool w;
+
+		pthread_mutex_lock(&c->lock);
+		w = v[i]->writers > 0 && v[i]->up_gen < gens[i];
+		pthread_mutex_unlock(&c->lock);
+		if (w && snapshot_upload(c, v[i]) != 0)
+			rc = -EIO;
+	}
+	pthread_mutex_lock(&c->lock);
+	{
+		int r2 = wait_uploaded(c, v, gens, n);
+
+		rc = rc ? rc : r2;
+	}
+	/* and the deletes under it */
+	while (!c->stopping) {
+		struct pending_del *d;
+		bool any = false;
+		char *p = key_of(c, rel);
+
+		TAILQ_FOREACH(d, &c->dels, link)
+			any |= p && strncmp(d->key, p, strlen(p)) == 0;
+		free(p);
+		if (!any)
+			break;
+		pthread_cond_wait(&c->done_cond, &c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(v);
+	free(gens);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ namespace */
+
+int cache_getattr(struct cache *c, const char *rel, struct stat *st)
+{
+	int rc;
+
+	if (*rel == '\0')
+		return fstat(c->data_fd, st) < 0 ? -errno : 0;
+	if (fstatat(c->data_fd, rel, st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	pthread_mutex_lock(&c->lock);
+	rc = remote_lookup(c, rel, st);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int cache_readdir(struct cache *c, const char *rel, cache_dirent_fn fn, void *ctx)
+{
+	struct rlist *l = NULL;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int dfd, rc = 0;
+	DIR *d;
+
+	dfd = openat(c->data_fd, *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 && errno != ENOENT)
+		return -errno;
+	if (dfd >= 0) {
+		struct dirent *de;
+
+		d = fdopendir(dfd);
+		if (!d) {
+			close(dfd);
+			return -errno;
+		}
+		while ((de = readdir(d)) != NULL) {
+			struct stat st;
+
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			if (n == cap) {
+				char **nn = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*names));
+
+				if (!nn) {
+					rc = -ENOMEM;
+					break;
+				}
+				names = nn;
+			}
+			names[n++] = strdup(de->d_name);
+			if (fn(ctx, de->d_name, &st))
+				break;
+		}
+		closedir(d);
+	}
+	pthread_mutex_lock(&c->lock);
+	if (rc == 0 && rlist_get(c, rel, &l) == 0 && l) {
+		for (size_t i = 0; i < l->n; i++) {
+			struct stat st;
+			bool local = false;
+			char *full = NULL;
+
+			for (size_t k = 0; k < n && !local; k++)
+				local = names[k] && !strcmp(names[k], l->e[i].name);
+			if (local)
+				continue;
+			if (!l->e[i].is_dir) {
+				if (asprintf(&full, "%s%s%s", rel, *rel ? "/" : "", l->e[i].name) < 0)
+					break;
+				local = tombstoned(c, full);
+				free(full);
+				if (local)
+					continue;
+			}
+			remote_stat(&l->e[i], &st);
+			if (fn(ctx, l->e[i].name, &st))
+				break;
+		}
+	} else if (dfd < 0) {
+		rc = -ENOENT;
+	}
+	pthread_mutex_unlock(&c->lock);
+	for (size_t k = 0; k < n; k++)
+		free(names[k]);
+	free(names);
+	return rc;
+}
+
+int cache_mkdir(struct cache *c, const char *rel, mode_t mode)
+{
+	struct stat st;
+	int rc;
+
+	if (c->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&c->lock);
+	rc = remote_lookup(c, rel, &st);
+	pthread_mutex_unlock(&c->lock);
+	if (rc == 0)
+		return -EEXIST;
+	rc = make_parents(c, rel);
+	if (rc)
+		return rc;
+	return mkdirat(c->data_fd, rel, mode) < 0 ? -errno : 0;
+}
+
+int cache_rmdir(struct cache *c, const char *rel)
+{
+	struct rlist *l = NULL;
+	int rc = 0;
+
+	if (c->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&c->lock);
+	if (rlist_get(c, rel, &l) == 0 && l) {
+		for (size_t i = 0; i < l->n && rc == 0; i++) {
+			char *full = NULL;
+
+			if (asprintf(&full, "%s/%s", rel, l->e[i].name) < 0)
+				break;
+			if (l->e[i].is_dir || !tombstoned(c, full))
+				rc = -ENOTEMPTY;
+			free(full);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (rc)
+		return rc;
+	if (unlinkat(c->data_fd, rel, AT_REMOVEDIR) < 0)
+		return errno == ENOENT && l ? 0 : -errno;
+	return 0;
+}
+
+int cache_unlink(struct cache *c, const char *rel)
+{
+	struct cache_file *f;
+	struct stat st;
+	bool local;
+	int rc = 0;
+
+	if (c->read_only)
+		return -EROFS;
+	local = fstatat(c->data_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	pthread_mutex_lock(&c->lock);
+	if (!local && remote_lookup(c, rel, &st) != 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (local && unlinkat(c->data_fd, rel, 0) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	f = file_find(c, rel);
+	if (f) {
+		HASH_DEL(c->files, f);
+		dequeue(c, f);
+		f->gone = true;
+		if (f->up_key)
+			delete_key(c, f->up_key);
+		if (f->refs == 0)
+			file_free(f);
+	}
+	/* the object may exist even if we never uploaded it (another session, evicted) */
+	if (!local || !f || f->state != ST_DIRTY || true) {
+		char *k = key_of(c, rel);
+
+		if (k && (!local || !f)) {
+			delete_key(c, k);
+		} else if (k) {
+			struct rlist *l;
+			const char *slash = strrchr(rel, '/');
+			char *parent = slash ? strndup(rel, (size_t)(slash - rel)) : strdup("");
+
+			/* known in the parent listing: delete it too */
+			if (parent) {
+				HASH_FIND_STR(c->rlists, parent, l);
+				if (l && rlist_find(l, slash ? slash + 1 : rel))
+					delete_key(c, k);
+			}
+			free(parent);
+		}
+		free(k);
+	}
+	rlist_invalidate(c, rel);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* Rename the staged nodes under `from` (a file or a directory) to `to`. Under c->lock. */
+static void rename_nodes(struct cache *c, const char *from, const char *to)
+{
+	struct cache_file *f, *tmp, *moved = NULL;
+	size_t fl = strlen(from);
+
+	HASH_ITER(hh, c->files, f, tmp) {
+		char *np = NULL;
+
+		if (!under(f->path, from))
+			continue;
+		if (asprintf(&np, "%s%s", to, f->path + fl) < 0)
+			continue;
+		HASH_DEL(c->files, f);
+		if (f->up_key)
+			delete_key(c, f->up_key);
+		free(f->up_key);
+		f->up_key = NULL;
+		free(f->path);
+		f->path = np;
+		f->job = job_get(c, np, true);
+		dequeue(c, f);
+		file_changed(c, f);
+		f->hh.next = moved;	/* collect, re-add after the iteration */
+		moved = f;
+	}
+	while (moved) {
+		struct cache_file *next = moved->hh.next;
+		struct cache_file *old = file_find(c, moved->path);
+
+		if (old) {		/* replaced by the rename */
+			HASH_DEL(c->files, old);
+			dequeue(c, old);
+			old->gone = true;
+			if (old->refs == 0)
+				file_free(old);
+		}
+		HASH_ADD_KEYPTR(hh, c->files, moved->path, strlen(moved->path), moved);
+		file_settle(c, moved);
+		moved = next;
+	}
+}
+
+/* Copy every object under from's key prefix that is not staged to to's (rename of remote
+ * data). No lock held; blocks. */
+static int rename_remote(struct cache *c, const char *from, const char *to, bool is_dir)
+{
+	char *fk = key_of(c, from), *tk = key_of(c, to), *token = NULL, *prefix = NULL;
+	int rc = 0;
+
+	if (!fk || !tk) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (!is_dir) {
+		struct s3_error e;
+
+		rc = c->store->copy(c->store->ctx, NULL, fk, NULL, tk, &e);
+		if (rc == 0) {
+			pthread_mutex_lock(&c->lock);
+			delete_key(c, fk);
+			pthread_mutex_unlock(&c->lock);
+		}
+		goto out;
+	}
+	if (asprintf(&prefix, "%s/", fk) < 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	do {
+		struct s3_list_page pg;
+		struct s3_error e;
+
+		rc = c->store->list(c->store->ctx, NULL, prefix, NULL, token, &pg, &e);
+		if (rc)
+			break;
+		for (size_t i = 0; i < pg.n_objects && rc == 0; i++) {
+			const char *k = pg.objects[i].key;
+			char *nk = NULL;
+			struct stat st;
+			const char *relk = k + strlen(c->cfg->prefix);
+
+			/* staged locally (moved by the local rename): it will be re-uploaded */
+			if (asprintf(&nk, "%s%s", tk, k + strlen(fk)) < 0) {
+				rc = -ENOMEM;
+				break;
+			}
+			if (fstatat(c->data_fd, nk + strlen(c->cfg->prefix), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+				rc = c->store->copy(c->store->ctx, NULL, k, NULL, nk, &e);
+			}
+			if (rc == 0) {
+				pthread_mutex_lock(&c->lock);
+				delete_key(c, k);
+				pthread_mutex_unlock(&c->lock);
+			}
+			(void)relk;
+			free(nk);
+		}
+		free(token);
+		token = pg.truncated && pg.next_token ? strdup(pg.next_token) : NULL;
+		s3_list_page_release(&pg);
+	} while (token && rc == 0);
+out:
+	free(fk);
+	free(tk);
+	free(prefix);
+	free(token);
+	return rc;
+}
+
+int cache_rename(struct cache *c, const char *from, const char *to, unsigned int flags)
+{
+	struct stat st, rst;
+	bool local, remote = false;
+	int rc;
+
+	if (c->read_only)
+		return -EROFS;
+	local = fstatat(c->data_fd, from, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	pthread_mutex_lock(&c->lock);
+	if (remote_lookup(c, from, &rst) == 0)
+		remote = true;
+	pthread_mutex_unlock(&c->lock);
+	if (!local && !remote)
+		return -ENOENT;
+	if (flags & RENAME_NOREPLACE) {
+		struct stat tst;
+
+		if (cache_getattr(c, to, &tst) == 0)
+			return -EEXIST;
+	}
+	if (flags & ~RENAME_NOREPLACE)
+		return -EINVAL;
+	rc = make_parents(c, to);
+	if (rc)
+		return rc;
+	if (local && renameat(c->data_fd, from, c->data_fd, to) < 0)
+		return -errno;
+	if (!local && remote && S_ISDIR(rst.st_mode) && mkdirat(c->data_fd, to, 0755) < 0 &&
+	    errno != EEXIST)
+		return -errno;
+	pthread_mutex_lock(&c->lock);
+	{
+		char *tk = key_of(c, to);
+		struct pending_del *d = NULL;
+
+		/* the target name is replaced: its old object must go unless re-uploaded */
+		if (tk)
+			HASH_FIND_STR(c->tombs, tk, d);
+		free(tk);
+	}
+	rename_nodes(c, from, to);
+	rlist_invalidate(c, from);
+	rlist_invalidate(c, to);
+	pthread_mutex_unlock(&c->lock);
+	/* objects only in S3 (evicted, or from another session) are copied server-side */
+	if (remote && c->cfg->s3_enabled)
+		rc = rename_remote(c, from, to, S_ISDIR(remote ? rst.st_mode : st.st_mode));
+	pthread_mutex_lock(&c->lock);
+	HASH_CLEAR(hh, c->rlists);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int cache_symlink(struct cache *c, const char *target, const char *rel)
+{
+	struct cache_file *f;
+	int rc;
+
+	if (c->read_only)
+		return -EROFS;
+	rc = make_parents(c, rel);
+	if (rc)
+		return rc;
+	if (symlinkat(target, c->data_fd, rel) < 0)
+		return -errno;
+	pthread_mutex_lock(&c->lock);
+	f = file_find(c, rel);
+	if (!f)
+		f = file_new(c, rel);
+	if (f) {
+		file_changed(c, f);
+		file_settle(c, f);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+int cache_readlink(struct cache *c, const char *rel, char *buf, size_t size)
+{
+	ssize_t n = readlinkat(c->data_fd, rel, buf, size - 1);
+
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Make sure rel is staged (download a remote-only file) and note a metadata change. */
+static int touch_staged(struct cache *c, const char *rel, bool stage)
+{
+	struct stat st;
+	struct cache_file *f;
+
+	if (c->read_only)
+		return -EROFS;
+	if (stage && fstatat(c->data_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		struct stat rst;
+		int rc;
+
+		pthread_mutex_lock(&c->lock);
+		rc = remote_lookup(c, rel, &rst);
+		pthread_mutex_unlock(&c->lock);
+		if (rc)
+			return rc;
+		if (S_ISDIR(rst.st_mode))
+			return mkdirat(c->data_fd, rel, 0755) < 0 && errno != EEXIST ? -errno : 0;
+		rc = stage_remote(c, rel, (uint64_t)rst.st_size);
+		if (rc)
+			return rc;
+	}
+	if (stage)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	f = file_find(c, rel);
+	if (f) {
+		file_changed(c, f);
+		if (f->writers == 0)
+			file_settle(c, f);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+int cache_truncate(struct cache *c, const char *rel, off_t size)
+{
+	struct cache_handle *h;
+	int rc = cache_open_handle(c, rel, O_WRONLY, 0, &h);
+
+	if (rc)
+		return rc;
+	rc = cache_ftruncate(c, h, size);
+	cache_release(c, h);
+	return rc;
+}
+
+int cache_chmod(struct cache *c, const char *rel, mode_t mode)
+{
+	int rc = touch_staged(c, rel, true);
+
+	if (rc)
+		return rc;
+	if (fchmodat(c->data_fd, *rel ? rel : ".", mode, 0) < 0)
+		return -errno;
+	return touch_staged(c, rel, false);
+}
+
+int cache_chown(struct cache *c, const char *rel, uid_t uid, gid_t gid)
+{
+	int rc = touch_staged(c, rel, true);
+
+	if (rc)
+		return rc;
+	if (fchownat(c->data_fd, *rel ? rel : ".", uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return touch_staged(c, rel, false);
+}
+
+int cache_utimens(struct cache *c, const char *rel, const struct timespec tv[2])
+{
+	int rc = touch_staged(c, rel, true);
+
+	if (rc)
+		return rc;
+	if (utimensat(c->data_fd, *rel ? rel : ".", tv, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return touch_staged(c, rel, false);
+}
+
+/* ------------------------------------------------------------------ start-up: replay and scan */
+
+struct replay {
+	struct clean_rec *clean;	/* by path */
+	struct pending_del *dels;	/* by key, in order via link */
+	struct del_queue order;
+	struct open_mpu *mpus;
+	char **jobs;
+	size_t n_jobs;
+};
+
+static void replay_line(struct replay *r, char *line)
+{
+	char *f[8];
+	int n = 0;
+
+	for (char *p = line; n < 8;) {
+		f[n++] = p;
+		p = strchr(p, '\t');
+		if (!p)
+			break;
+		*p++ = '\0';
+	}
+	for (int i = 1; i < n; i++)
+		if (unesc(f[i]) < 0)
+			return;
+	switch (f[0][0]) {
+	case 'C': {
+		struct clean_rec *cr;
+
+		if (n != 7)
+			return;
+		HASH_FIND_STR(r->clean, f[1], cr);
+		if (!cr) {
+			cr = calloc(1, sizeof(*cr));
+			if (!cr || !(cr->path = strdup(f[1]))) {
+				free(cr);
+				return;
+			}
+			HASH_ADD_KEYPTR(hh, r->clean, cr->path, strlen(cr->path), cr);
+		}
+		cr->size = strtoull(f[2], NULL, 10);
+		cr->mtime_ns = strtoull(f[3], NULL, 10);
+		cr->ctime_ns = strtoull(f[4], NULL, 10);
+		cr->ino = strtoull(f[5], NULL, 10);
+		free(cr->key);
+		cr->key = strdup(f[6]);
+		return;
+	}
+	case 'D': case 'd': {
+		struct pending_del *d;
+
+		if (n != 2)
+			return;
+		HASH_FIND_STR(r->dels, f[1], d);
+		if (f[0][0] == 'd') {
+			if (d) {
+				HASH_DEL(r->dels, d);
+				TAILQ_REMOVE(&r->order, d, link);
+				free(d->key);
+				free(d);
+			}
+			return;
+		}
+		if (d || !(d = calloc(1, sizeof(*d))) || !(d->key = strdup(f[1]))) {
+			if (d && !d->key)
+				free(d);
+			return;
+		}
+		HASH_ADD_KEYPTR(hh, r->dels, d->key, strlen(d->key), d);
+		TAILQ_INSERT_TAIL(&r->order, d, link);
+		return;
+	}
+	case 'J': {
+		char **nj;
+
+		if (n != 2 || !(nj = realloc(r->jobs, (r->n_jobs + 1) * sizeof(*nj))))
+			return;
+		r->jobs = nj;
+		r->jobs[r->n_jobs] = strdup(f[1]);
+		if (r->jobs[r->n_jobs])
+			r->n_jobs++;
+		return;
+	}
+	case 'M': case 'm': {
+		struct open_mpu **pp, *m;
+
+		if (n != 3)
+			return;
+		for (pp = &r->mpus; *pp; pp = &(*pp)->next)
+			if (!strcmp((*pp)->upload_id, f[2]))
+				break;
+		if (f[0][0] == 'm') {
+			if (*pp) {
+				m = *pp;
+				*pp = m->next;
+				free(m->key);
+				free(m->upload_id);
+				free(m);
+			}
+			return;
+		}
+		if (*pp || !(m = calloc(1, sizeof(*m))))
+			return;
+		m->key = strdup(f[1]);
+		m->upload_id = strdup(f[2]);
+		m->next = r->mpus;
+		r->mpus = m;
+		return;
+	}
+	}
+}
+
+static int replay_journal(struct cache *c, struct replay *r)
+{
+	FILE *f;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int fd = openat(c->dir_fd, "journal", O_RDONLY | O_CLOEXEC);
+
+	TAILQ_INIT(&r->order);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return -errno;
+	}
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] != '\n')
+			break;		/* a torn last line from a crash: ignore it */
+		line[n - 1] = '\0';
+		replay_line(r, line);
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+/* Walk data/ (dirfd, relative prefix) and make a node for every file and symlink. */
+static int scan_dir(struct cache *c, struct replay *r, int dfd, const char *prefix)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		close(dfd);
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL && rc == 0) {
+		struct stat st;
+		char *rel = NULL;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (asprintf(&rel, "%s%s%s", prefix, *prefix ? "/" : "", de->d_name) < 0) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+			if (sub >= 0)
+				rc = scan_dir(c, r, sub, rel);
+		} else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
+			struct clean_rec *cr;
+			struct cache_file *f = file_new(c, rel);
+
+			if (!f) {
+				rc = -ENOMEM;
+			} else {
+				HASH_FIND_STR(r->clean, rel, cr);
+				f->size = (uint64_t)st.st_size;
+				if (cr && cr->size == (uint64_t)st.st_size &&
+				    cr->mtime_ns == ts_ns(&st.st_mtim) &&
+				    cr->ctime_ns == ts_ns(&st.st_ctim) && cr->ino == (uint64_t)st.st_ino) {
+					f->state = ST_CLEAN;
+					f->up_gen = f->gen;
+				}
+				if (cr)
+					f->up_key = strdup(cr->key);
+			}
+		}
+		free(rel);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Rewrite the journal with only what is still true, durably, then keep it open for appends. */
+static int compact_journal(struct cache *c)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	struct cache_file *f, *tmp;
+	struct pending_del *d;
+	struct job *j, *jt;
+	struct open_mpu *mp;
+	int fd, rc = 0;
+
+	if (!m)
+		return -ENOMEM;
+	HASH_ITER(hh, c->files, f, tmp) {
+		struct stat st;
+		char size[24], mt[24], ct[24], ino[24];
+
+		if (f->state != ST_CLEAN || !f->up_key ||
+		    fstatat(c->data_fd, f->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		snprintf(size, sizeof(size), "%" PRIu64, (uint64_t)st.st_size);
+		snprintf(mt, sizeof(mt), "%" PRIu64, ts_ns(&st.st_mtim));
+		snprintf(ct, sizeof(ct), "%" PRIu64, ts_ns(&st.st_ctim));
+		snprintf(ino, sizeof(ino), "%" PRIu64, (uint64_t)st.st_ino);
+		fputs("C\t", m);
+		esc(m, f->path);
+		fprintf(m, "\t%s\t%s\t%s\t%s\t", size, mt, ct, ino);
+		esc(m, f->up_key);
+		fputc('\n', m);
+	}
+	TAILQ_FOREACH(d, &c->dels, link) {
+		fputs("D\t", m);
+		esc(m, d->key);
+		fputc('\n', m);
+	}
+	HASH_ITER(hh, c->jobs, j, jt) {
+		if (!j->completed)
+			continue;
+		fputs("J\t", m);
+		esc(m, j->name);
+		fputc('\n', m);
+	}
+	for (mp = c->mpus; mp; mp = mp->next) {
+		fputs("M\t", m);
+		esc(m, mp->key);
+		fputc('\t', m);
+		esc(m, mp->upload_id);
+		fputc('\n', m);
+	}
+	fclose(m);
+	fd = openat(c->dir_fd, "journal.new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	close(fd);
+	fd = -1;
+	if (renameat(c->dir_fd, "journal.new", c->dir_fd, "journal") < 0 || fsync(c->dir_fd) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	c->journal_fd = openat(c->dir_fd, "journal", O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (c->journal_fd < 0)
+		rc = -errno;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return rc;
+}
+
+static void replay_free(struct replay *r)
+{
+	struct clean_rec *cr, *tmp;
+
+	HASH_ITER(hh, r->clean, cr, tmp) {
+		HASH_DEL(r->clean, cr);
+		free(cr->path);
+		free(cr->key);
+		free(cr);
+	}
+	for (size_t i = 0; i < r->n_jobs; i++)
+		free(r->jobs[i]);
+	free(r->jobs);
+}
+
+/* Remove everything in a directory (tmp/ at start). */
+static void empty_dir(int dfd)
+{
+	DIR *d = fdopendir(dup(dfd));
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(dfd, de->d_name, 0);
+	closedir(d);
+}
+
+static int open_subdir(int dir_fd, const char *name, int *out)
+{
+	if (mkdirat(dir_fd, name, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	*out = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return *out < 0 ? -errno : 0;
+}
+
+int cache_open(struct cache **out, const struct cache_params *p)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+	struct replay r = { 0 };
+	char pid[32], rdir[4096];
+	int rc = 0;
+
+	*out = NULL;
+	if (!c)
+		return -ENOMEM;
+	c->cfg = p->cfg;
+	c->store = p->store;
+	c->read_only = p->read_only;
+	c->dir_fd = c->data_fd = c->tmp_fd = c->lock_fd = c->journal_fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->jlock, NULL);
+	pthread_cond_init(&c->work_cond, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_cond_init(&c->done_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	TAILQ_INIT(&c->queue);
+	TAILQ_INIT(&c->dels);
+	c->dir = strdup(p->dir);
+	if (!c->dir) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (mkdir(p->dir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		log_msg(LOG_ERR, "cannot create cache dir", "dir=%s error=\"%s\"", p->dir, strerror(errno));
+		goto out;
+	}
+	chmod(p->dir, 0700);
+	c->dir_fd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->dir_fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	c->lock_fd = openat(c->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (c->lock_fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		goto out;
+	}
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(c->lock_fd, 0) < 0 || pwrite(c->lock_fd, pid, strlen(pid), 0) < 0) {
+		/* the pid is informational only */
+	}
+	rc = open_subdir(c->dir_fd, "data", &c->data_fd);
+	if (rc == 0)
+		rc = open_subdir(c->dir_fd, "tmp", &c->tmp_fd);
+	if (rc)
+		goto out;
+	empty_dir(c->tmp_fd);
+	snprintf(rdir, sizeof(rdir), "%s/remote", p->dir);
+	rc = cache_rdir_create(&c->rdir, rdir, p->store, 0);
+	if (rc)
+		goto out;
+	rc = replay_journal(c, &r);
+	if (rc)
+		goto out;
+	rc = scan_dir(c, &r, dup(c->data_fd), "");
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < r.n_jobs; i++) {
+		char *rel = NULL;
+		struct job *j;
+
+		if (asprintf(&rel, "%s/x", r.jobs[i]) < 0)
+			continue;
+		j = job_get(c, rel, true);
+		if (j)
+			j->completed = true;
+		free(rel);
+	}
+	while (!TAILQ_EMPTY(&r.order)) {
+		struct pending_del *d = TAILQ_FIRST(&r.order);
+
+		TAILQ_REMOVE(&r.order, d, link);
+		HASH_DEL(r.dels, d);
+		HASH_ADD_KEYPTR(hh, c->tombs, d->key, strlen(d->key), d);
+		TAILQ_INSERT_TAIL(&c->dels, d, link);
+	}
+	c->mpus = r.mpus;
+	r.mpus = NULL;
+	rc = compact_journal(c);
+	if (rc)
+		goto out;
+	{
+		struct cache_stats st;
+
+		cache_get_stats(c, &st);
+		log_msg(LOG_INFO, "cache opened", "dir=%s dirty=%" PRIu64 " clean=%" PRIu64
+			" deletes=%" PRIu64, p->dir, st.files_dirty + st.files_failed, st.files_clean,
+			st.deletes_pending);
+	}
+	*out = c;
+	c = NULL;
+out:
+	replay_free(&r);
+	if (c)
+		cache_close(c);
+	return rc;
+}
+
+int cache_start(struct cache *c)
+{
+	struct cache_file *f, *tmp;
+	int n = c->cfg->upload_concurrency > 0 ? c->cfg->upload_concurrency : 1;
+
+	pthread_mutex_lock(&c->lock);
+	HASH_ITER(hh, c->files, f, tmp)
+		if (f->state == ST_DIRTY && upload_allowed(c, f))
+			enqueue(c, f, false);
+	pthread_mutex_unlock(&c->lock);
+	c->workers = calloc((size_t)n, sizeof(*c->workers));
+	if (!c->workers)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&c->workers[i], NULL, worker_main, c) != 0)
+			break;
+		c->n_workers++;
+	}
+	if (c->n_workers == 0 || pthread_create(&c->timer, NULL, timer_main, c) != 0)
+		return -EAGAIN;
+	c->started = true;
+	return 0;
+}
+
+/* Files that would upload now: queued, uploading, or closed dirty files that are allowed. */
+static int pending_count(struct cache *c)
+{
+	struct cache_file *f, *tmp;
+	int n = 0;
+
+	HASH_ITER(hh, c->files, f, tmp)
+		if (f->state == ST_QUEUED || f->state == ST_UPLOADING ||
+		    (f->state == ST_DIRTY && upload_allowed(c, f)))
+			n++;
+	return n;
+}
+
+int cache_drain(struct cache *c, int timeout_s)
+{
+	struct timespec deadline;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_s;
+	pthread_mutex_lock(&c->lock);
+	/* settle delays end now: everything closed goes */
+	{
+		struct cache_file *f, *tmp;
+
+		HASH_ITER(hh, c->files, f, tmp)
+			if (f->state == ST_DIRTY && upload_allowed(c, f))
+				enqueue(c, f, false);
+	}
+	while ((n = pending_count(c) + (int)HASH_COUNT(c->tombs)) > 0 && c->started) {
+		if (pthread_cond_timedwait(&c->done_cond, &c->lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	n = pending_count(c);
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+void cache_close(struct cache *c)
+{
+	struct cache_file *f, *tmp;
+	struct job *j, *jt;
+	struct pending_del *d, *dt;
+	struct rlist *l, *lt;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stopping = true;
+	pthread_cond_broadcast(&c->work_cond);
+	pthread_cond_broadcast(&c->done_cond);
+	pthread_mutex_unlock(&c->lock);
+	/* workers finish the request in flight (bounded by S3_UPLOAD_TIMEOUT) */
+	for (int i = 0; i < c->n_workers; i++)
+		pthread_join(c->workers[i], NULL);
+	if (c->started)
+		pthread_join(c->timer, NULL);
+	free(c->workers);
+	HASH_ITER(hh, c->files, f, tmp) {
+		HASH_DEL(c->files, f);
+		file_free(f);
+	}
+	HASH_ITER(hh, c->jobs, j, jt) {
+		HASH_DEL(c->jobs, j);
+		free(j->name);
+		free(j);
+	}
+	HASH_ITER(hh, c->tombs, d, dt) {
+		HASH_DEL(c->tombs, d);
+		free(d->key);
+		free(d);
+	}
+	HASH_ITER(hh, c->rlists, l, lt) {
+		HASH_DEL(c->rlists, l);
+		rlist_free(l);
+	}
+	while (c->mpus) {
+		struct open_mpu *m = c->mpus;
+
+		c->mpus = m->next;
+		free(m->key);
+		free(m->upload_id);
+		free(m);
+	}
+	cache_rdir_destroy(c->rdir);
+	for (int *fd = &c->dir_fd; fd <= &c->journal_fd; fd++)
+		if (*fd >= 0)
+			close(*fd);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->jlock);
+	pthread_cond_destroy(&c->work_cond);
+	pthread_cond_destroy(&c->done_cond);
+	free(c->dir);
+	free(c);
+}
+
+int cache_data_fd(struct cache *c)
+{
+	return c->data_fd;
+}
+
+void cache_get_stats(struct cache *c, struct cache_stats *st)
+{
+	struct cache_file *f, *tmp;
+
+	pthread_mutex_lock(&c->lock);
+	*st = c->totals;
+	st->files_dirty = st->files_queued = st->files_uploading = st->files_clean = 0;
+	st->files_failed = st->bytes_dirty = st->bytes_clean = 0;
+	HASH_ITER(hh, c->files, f, tmp) {
+		switch (f->state) {
+		case ST_DIRTY: st->files_dirty++; st->bytes_dirty += f->size; break;
+		case ST_QUEUED: st->files_queued++; st->bytes_dirty += f->size; break;
+		case ST_UPLOADING: st->files_uploading++; st->bytes_dirty += f->size; break;
+		case ST_CLEAN: st->files_clean++; st->bytes_clean += f->size; break;
+		case ST_FAILED: st->files_failed++; st->bytes_dirty += f->size; break;
+		}
+	}
+	st->deletes_pending = HASH_COUNT(c->tombs);
+	pthread_mutex_unlock(&c->lock);
+}
+
+char *cache_jobs_json(struct cache *c)
+{
+	cJSON *arr = cJSON_CreateArray();
+	struct job *j, *jt;
+	char *s;
+
+	if (!arr)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	HASH_ITER(hh, c->jobs, j, jt) {
+		cJSON *o = cJSON_CreateObject();
+		struct cache_file *f, *tmp;
+		uint64_t counts[5] = { 0 }, bytes_total = 0, bytes_done = 0;
+		cJSON *errs = cJSON_CreateArray();
+
+		if (!o || !errs) {
+			cJSON_Delete(o);
+			cJSON_Delete(errs);
+			continue;
+		}
+		HASH_ITER(hh, c->files, f, tmp) {
+			if (f->job != j)
+				continue;
+			counts[f->state]++;
+			bytes_total += f->size;
+			if (f->state == ST_CLEAN)
+				bytes_done += f->size;
+			if (f->state == ST_FAILED) {
+				cJSON *e = cJSON_CreateObject();
+				char et[300];
+
+				cJSON_AddStringToObject(e, "file", f->path + strlen(j->name) + 1);
+				cJSON_AddStringToObject(e, "code", f->err.code);
+				cJSON_AddStringToObject(e, "message", s3_error_text(&f->err, et, sizeof(et)));
+				cJSON_AddNumberToObject(e, "attempts", f->err.attempts);
+				cJSON_AddItemToArray(errs, e);
+			}
+		}
+		cJSON_AddStringToObject(o, "job", j->name);
+		cJSON_AddBoolToObject(o, "completed", j->completed);
+		for (int i = 0; i < 5; i++)
+			cJSON_AddNumberToObject(o, state_names[i], (double)counts[i]);
+		cJSON_AddNumberToObject(o, "bytesTotal", (double)bytes_total);
+		cJSON_AddNumberToObject(o, "bytesClean", (double)bytes_done);
+		cJSON_AddNumberToObject(o, "filesUploaded", (double)j->files_uploaded);
+		cJSON_AddNumberToObject(o, "bytesUploaded", (double)j->bytes_uploaded);
+		cJSON_AddItemToObject(o, "errors", errs);
+		cJSON_AddItemToArray(arr, o);
+	}
+	pthread_mutex_unlock(&c->lock);
+	s = cJSON_PrintUnformatted(arr);
+	cJSON_Delete(arr);
+	return s;
+}
