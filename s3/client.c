@@ -933,14 +933,40 @@ static void req_init(struct req *r, struct s3_client *c, const char *method, con
 	r->out_fd = -1;
 }
 
+/* A HEAD answer has no body, so a wrong region shows only as a bare 400/301. Ask the bucket
+ * with a GET (whose error document names the region; run_request corrects it) and say whether
+ * the region changed, so the HEAD is worth repeating. */
+static bool region_probe(struct s3_client *c, const char *bucket, const struct s3_error *err)
+{
+	struct s3_list_page pg;
+	struct s3_error e2;
+	char before[32];
+
+	if (err->http_status != 400 && err->http_status != 301)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	snprintf(before, sizeof(before), "%s", c->region);
+	pthread_mutex_unlock(&c->lock);
+	if (s3_list_page(c, bucket, NULL, NULL, NULL, 1, &pg, &e2) == 0)
+		s3_list_page_release(&pg);
+	return strcmp(before, s3_client_region(c)) != 0;
+}
+
 int s3_head_bucket(struct s3_client *c, const char *bucket, struct s3_error *err)
 {
+	struct s3_error local;
 	struct req r;
 	int rc;
 
-	req_init(&r, c, "HEAD", bucket, NULL);
-	rc = run_request(c, &r, err);
-	req_release(&r);
+	if (!err)
+		err = &local;
+	for (int i = 0; i < 2; i++) {
+		req_init(&r, c, "HEAD", bucket, NULL);
+		rc = run_request(c, &r, err);
+		req_release(&r);
+		if (rc == 0 || i == 1 || !region_probe(c, bucket, err))
+			break;
+	}
 	return rc;
 }
 
@@ -1482,11 +1508,19 @@ int s3_head_object(struct s3_client *c, const char *bucket, const char *key,
 	struct req r;
 	int rc;
 
-	req_init(&r, c, "HEAD", bucket, key);
-	rc = run_request(c, &r, err);
-	if (!rc && info)
-		fill_info(&r, info);
-	req_release(&r);
+	struct s3_error local;
+
+	if (!err)
+		err = &local;
+	for (int i = 0; i < 2; i++) {
+		req_init(&r, c, "HEAD", bucket, key);
+		rc = run_request(c, &r, err);
+		if (!rc && info)
+			fill_info(&r, info);
+		req_release(&r);
+		if (rc == 0 || i == 1 || !region_probe(c, bucket, err))
+			break;
+	}
 	return rc;
 }
 

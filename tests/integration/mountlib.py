@@ -482,6 +482,15 @@ def pids_of_mount(mnt):
     return out
 
 
+def pid_alive(pid):
+    """pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def lazy_unmount(path):
     subprocess.run(["fusermount3", "-uz", path], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=20)
@@ -508,27 +517,26 @@ class Mount:
         return r
 
     def complete(self, job):
-        """`s3jobfs complete --cache-dir CACHE MNT/JOB` (returns once the daemon acknowledged)."""
-        return self.cmd("complete", "--cache-dir", self.cache, os.path.join(self.mnt, job))
+        """`s3jobfs complete --cache-dir CACHE JOB` (returns once the daemon acknowledged).
+        job: the folder's name (or, to test that form, a path)."""
+        return self.cmd("complete", "--cache-dir", self.cache, job)
 
     def alive(self):
         if self.proc is not None:
             return self.proc.poll() is None
-        return any(os.path.exists("/proc/%d" % p) for p in self.pids)
+        return any(pid_alive(p) for p in self.pids)
 
     def umount(self, timeout=60):
         """`s3jobfs umount MNT`: exits 0, the daemon has exited when it returns, the mount is gone."""
         self.cmd("umount", self.mnt, timeout=timeout)
+        t0 = time.monotonic()
+        while self.alive() and time.monotonic() < t0 + 0.5:
+            time.sleep(0.01)
+        check(not self.alive(), "'s3jobfs umount %s' returned but the daemon (pid %s) still runs 0.5 s "
+              "later" % (self.mnt, self.proc.pid if self.proc else self.pids))
         if self.proc is not None:
-            try:
-                rc = self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                fail("'s3jobfs umount %s' returned but the daemon (pid %d) is still running 2 s later"
-                     % (self.mnt, self.proc.pid))
-            check(rc == 0, "daemon exited %d after 's3jobfs umount'" % rc)
-        else:
-            time.sleep(0.2)
-            check(not self.alive(), "'s3jobfs umount' returned but daemon pids %s still run" % self.pids)
+            check(self.proc.returncode == 0, "daemon exited %d after 's3jobfs umount'"
+                  % self.proc.returncode)
         check(not is_mounted(self.mnt, None), "%s still in mountinfo after 's3jobfs umount'" % self.mnt)
 
     def sigterm(self, timeout):

@@ -581,7 +581,31 @@ static void t_connection_refused(void)
 	done_client(&cfg, c);
 }
 
+static void t_wrong_region_corrected(void)
+{
+	static const char *const extra[] = { "S3_REGION", "ap-southeast-2", NULL };
+	struct cfg cfg;
+	struct s3_client *c;
+	struct s3_error e;
+
+	if (!srv->checks_signatures) {
+		printf("SKIP: t_s3_ops/%s/wrong_region_corrected: %s ignores the signing region\n",
+		       srv->name, srv->name);
+		t_fails = -1000;
+		return;
+	}
+	if (make_client(&cfg, &c, extra))
+		return;
+	/* the server names its region; the client switches to it once and goes on */
+	CHECK_OK(s3_head_bucket(c, NULL, &e));
+	T_EQ_STR(s3_client_region(c), "us-east-1");
+	CHECK_OK(s3_put_buffer(c, NULL, "t-region/ok.txt", "r", 1, NULL, NULL, &e));
+	CHECK_OK(s3_delete_object(c, NULL, "t-region/ok.txt", &e));
+	done_client(&cfg, c);
+}
+
 static const struct t_case cases[] = {
+	{ "wrong_region_corrected", t_wrong_region_corrected },
 	{ "head_bucket", t_head_bucket },
 	{ "put_get_head", t_put_get_head },
 	{ "put_file_and_ranges", t_put_file_and_ranges },
