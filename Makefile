@@ -95,6 +95,12 @@ test-run: $(UNIT_BINS) $(ITEST_BINS) s3jobfs
 deps:
 	scripts/deps.sh
 
+# `make demo`: local S3 + PostgreSQL, a sample job written through the mount, its status.
+demo:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory s3jobfs
+	@tests/with-env.sh --no-swift -- scripts/demo.sh
+
 lint:
 	@! git grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|gets)\s*\(' -- '*.c' '*.h' || \
 		{ echo "lint: banned calls above (see STYLE)"; false; }

@@ -118,6 +118,17 @@ def on_completion(ctx):
     ml.check_s3(ctx.s3, ctx.prefix + job2 + "/", {k[len(job2) + 1:]: v for k, v in exp2.items()},
                 what="objects of job 2 right after fsync() of its directory returned")
     ml.check_s3(ctx.s3, ctx.prefix, dict(exp1, **exp2), what="objects of both jobs")
+    ctx.step("complete by path")
+    # The contract does not say whether JOBFOLDER is a name or a path: a path is only reported.
+    job3 = ml.job_name()
+    ml.write_file(os.path.join(m.mnt, job3, "x.txt"), b"x")
+    r = m.cmd("complete", "--cache-dir", m.cache, os.path.join(m.mnt, job3), check_rc=False)
+    if r.returncode != 0:
+        T.report("SKIP", ctx.label("complete_by_path"), "'s3jobfs complete MOUNTPOINT/JOB' exited %d (%s); "
+                 "only a folder name works" % (r.returncode, r.stdout.decode(errors="replace").strip()))
+    else:
+        ml.wait_s3(ctx.s3, ctx.prefix + job3 + "/", ml.digest_map({"x.txt": b"x"}), timeout=20,
+                   exact=False, what="objects after 's3jobfs complete MOUNTPOINT/JOB'")
     ctx.step("umount")
     m.umount()
 
