@@ -101,6 +101,7 @@ int cli_check(int argc, char **argv)
 		{ "env-file", required_argument, NULL, 'e' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "print-config", no_argument, NULL, 'p' },
+		{ "print-config-markdown", no_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -122,6 +123,7 @@ int cli_check(int argc, char **argv)
 		case 'e': env_file = optarg; break;
 		case 'v': verbose = 1; break;
 		case 'p': cfg_print_table(stdout, false); return 0;
+		case 'm': cfg_print_table(stdout, true); return 0;
 		case 'h': check_usage(stdout); return 0;
 		default: check_usage(stderr); return 2;
 		}

@@ -450,14 +450,14 @@ def write_job(root, job):
 # Mounts
 
 def mountinfo():
-    """{mountpoint: (fstype, 'major:minor')} from /proc/self/mountinfo."""
+    """{mountpoint: (fstype, "major:minor", mount id)} of the top mounts in /proc/self/mountinfo."""
     out = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             a, _, b = line.partition(" - ")
             fields = a.split()
             mp = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-            out[mp] = (b.split()[0], fields[2])
+            out[mp] = (b.split()[0], fields[2], fields[0])
     return out
 
 
@@ -637,6 +637,7 @@ class Ctx:
                                                              "--cache-dir", cache, "-v"]
         if read_only:
             args.append("--read-only")
+        before = mountinfo().get(os.path.realpath(mnt))   # e.g. a dead mount left by kill -9
         m = Mount(self, mnt, cache, self.env(on_completion, cache, prefix, env), args, log)
         self.mounts.append(m)
         self.step("mounting %s" % mnt)
@@ -657,11 +658,17 @@ class Ctx:
             if expect_fail:
                 return m, rc
             check(rc == 0, "'s3jobfs mount %s' exited %d: %s" % (mnt, rc, " | ".join(m.log_tail(8))))
-            check(is_mounted(mnt), "'s3jobfs mount' exited 0 but %s is not a fuse.s3jobfs mount "
-                  "in /proc/self/mountinfo" % mnt)
+            now = mountinfo().get(os.path.realpath(mnt))
+            check(now is not None and now[0] == "fuse.s3jobfs" and now != before,
+                  "'s3jobfs mount' exited 0 but %s is not a new fuse.s3jobfs mount in "
+                  "/proc/self/mountinfo" % mnt)
             return m
         deadline = time.monotonic() + wait
-        while not is_mounted(mnt):
+
+        def new_mount():
+            now = mountinfo().get(os.path.realpath(mnt))
+            return now is not None and now[0] == "fuse.s3jobfs" and now != before
+        while not new_mount():
             if m.proc.poll() is not None:
                 if expect_fail:
                     return m, m.proc.returncode
