@@ -1278,13 +1278,27 @@ static int lru_cmp(const void *a, const void *b)
 static uint64_t evict(struct cache *c, uint64_t want_free)
 {
 	struct cache_file **v = NULL, *f, *tmp;
-	uint64_t used = 0, freed = 0, limit = cache_limit(c), target;
+	uint64_t local = 0, remote = cache_rdir_bytes(c->rdir), freed = 0, excess, total;
 	size_t n = 0, cap = 0;
 
-	freed += cache_rdir_evict(c->rdir, 0) ;
+	pthread_mutex_lock(&c->lock);
+	HASH_ITER(hh, c->files, f, tmp)
+		local += f->size;
+	pthread_mutex_unlock(&c->lock);
+	total = local + remote;
+	if (want_free)
+		excess = want_free;
+	else if (total > cache_limit(c))
+		excess = total - cache_limit(c);
+	else
+		return 0;
+	/* sparse copies of S3 objects go first: they cost only a re-download */
+	freed = cache_rdir_evict(c->rdir, remote > excess ? remote - excess : 0);
+	if (freed >= excess)
+		return freed;
+	excess -= freed;
 	pthread_mutex_lock(&c->lock);
 	HASH_ITER(hh, c->files, f, tmp) {
-		used += f->size;
 		if (f->state != ST_CLEAN || f->refs > 0 || f->writers > 0)
 			continue;
 		if (n == cap) {
@@ -1296,19 +1310,14 @@ static uint64_t evict(struct cache *c, uint64_t want_free)
 		}
 		v[n++] = f;
 	}
-	if (want_free)
-		target = used > want_free ? used - want_free : 0;
-	else
-		target = limit;
-	if (used <= target && !want_free)
-		goto out;
-	qsort(v, n, sizeof(*v), lru_cmp);
-	for (size_t i = 0; i < n && used > target; i++) {
+	if (n)
+		qsort(v, n, sizeof(*v), lru_cmp);
+	for (size_t i = 0; i < n && excess > 0; i++) {
 		f = v[i];
 		if (unlinkat(c->data_fd, f->path, 0) < 0 && errno != ENOENT)
 			continue;
 		log_msg(LOG_DEBUG, "evicted clean file", "path=%s bytes=%" PRIu64, f->path, f->size);
-		used -= f->size < used ? f->size : used;
+		excess -= f->size < excess ? f->size : excess;
 		freed += f->size;
 		rlist_invalidate(c, f->path);
 		HASH_DEL(c->files, f);
@@ -1316,7 +1325,6 @@ static uint64_t evict(struct cache *c, uint64_t want_free)
 		if (f->refs == 0)
 			file_free(f);
 	}
-out:
 	pthread_mutex_unlock(&c->lock);
 	free(v);
 	return freed;
@@ -1763,33 +1771,28 @@ int cache_unlink(struct cache *c, const char *rel)
 		goto out;
 	}
 	f = file_find(c, rel);
-	if (f) {
-		HASH_DEL(c->files, f);
-		dequeue(c, f);
-		f->gone = true;
-		if (f->up_key)
-			delete_key(c, f->up_key);
-		if (f->refs == 0)
-			file_free(f);
-	}
-	/* the object may exist even if we never uploaded it (another session, evicted) */
-	if (!local || !f || f->state != ST_DIRTY || true) {
+	{
 		char *k = key_of(c, rel);
+		bool known = f && f->up_key && k && !strcmp(f->up_key, k);
 
-		if (k && (!local || !f)) {
-			delete_key(c, k);
-		} else if (k) {
-			struct rlist *l;
+		if (f) {
+			HASH_DEL(c->files, f);
+			dequeue(c, f);
+			f->gone = true;
+			if (f->up_key)
+				delete_key(c, f->up_key);
+			if (f->refs == 0)
+				file_free(f);
+		}
+		/* the object may exist though this session never uploaded it: a remote-only file,
+		 * or a local file created over an object the parent listing shows */
+		if (k && !known) {
 			const char *slash = strrchr(rel, '/');
-			char *parent = slash ? strndup(rel, (size_t)(slash - rel)) : strdup("");
+			struct rlist *l;
 
-			/* known in the parent listing: delete it too */
-			if (parent) {
-				HASH_FIND_STR(c->rlists, parent, l);
-				if (l && rlist_find(l, slash ? slash + 1 : rel))
-					delete_key(c, k);
-			}
-			free(parent);
+			HASH_FIND(hh, c->rlists, rel, slash ? (size_t)(slash - rel) : 0, l);
+			if (!local || (l && rlist_find(l, slash ? slash + 1 : rel)))
+				delete_key(c, k);
 		}
 		free(k);
 	}

@@ -12,9 +12,11 @@ Cases (s3rver and Swift unless noted):
   kill_after_close    upload-on-completion mount: a job written and closed, kill -9 at once;
                       remount on the same cache dir: the files read back through the new mount,
                       nothing is in S3 yet; `s3jobfs complete` uploads all of them.
-  stale_mountpoint    (s3rver) kill -9, then `s3jobfs mount` on the same (dead, ENOTCONN)
-                      mountpoint without unmounting first: it mounts, and a file written before
-                      the kill reads back and is uploaded.
+  stale_mountpoint    (s3rver) kill -9, then at once `s3jobfs mount` on the same (dead, ENOTCONN)
+                      mountpoint without unmounting first: it replaces the dead mount (not
+                      stacked on it), a file written before the kill reads back and is
+                      uploaded, and after `s3jobfs umount` nothing is mounted there.
+  stale_mountpoint_untouched  (s3rver) the same for a mount that nobody used before the kill.
 """
 import os
 import sys
@@ -71,6 +73,13 @@ def kill_mid_upload(ctx):
                     "", interval=0.05)
     in_s3 = ctx.s3.list(ctx.prefix)
     m.kill9()
+    with ctx.soft("no_partial_at_kill"):     # what was in S3 at the kill is whole, never a part
+        exp = {job + "/" + k: v for k, v in ml.digest_map(want).items()}
+        present = {k[len(ctx.prefix):]: v for k, v in ctx.s3.list(ctx.prefix).items()}
+        ml.check_s3(ctx.s3, ctx.prefix, {k: exp[k] for k in present if k in exp}, exact=False,
+                    what="objects present right after kill -9")
+        ml.check(set(present) <= set(exp), "unexpected objects after kill -9: %s"
+                 % sorted(set(present) - set(exp))[:3])
     print("# killed with %d of %d objects in S3; big object %s"
           % (len(in_s3), len(want), "already complete" if big_key in in_s3 else "not yet complete"))
     if big_key in in_s3:
@@ -111,27 +120,45 @@ def kill_after_close(ctx):
     m2.umount()
 
 
+def remount_over_dead(ctx, m):
+    """kill -9 m's daemon, mount again at once on the same mountpoint (no fusermount3 -uz):
+    the new mount must replace the dead one, not be stacked on it."""
+    m.kill9()
+    ml.check(ml.is_mounted(m.mnt), "the dead mount is not in mountinfo any more after kill -9")
+    dead = ml.mountinfo()[m.mnt]
+    ctx.step("mount on the dead mountpoint")     # at once, as a supervisor restarting it would
+    m2 = ctx.mount(on_completion=False)
+    stacked = [line.split()[0] for line in open("/proc/self/mountinfo")
+               if line.split()[4] == m.mnt]
+    ml.check(len(stacked) == 1, "the new mount was stacked on the dead one instead of replacing "
+             "it: mount ids %s on %s (the dead one was %s)" % (stacked, m.mnt, dead[2]))
+    return m2
+
+
 @T.case("stale_mountpoint", timeout=90)
 def stale_mountpoint(ctx):
     m = ctx.mount(on_completion=False, env={"S3JOBFS_SETTLE_MS": "60000"})
     job = ml.job_name()
     data = os.urandom(100 * KiB)
     ml.write_file(os.path.join(m.mnt, job, "a.bin"), data)
-    m.kill9()
-    try:
-        os.listdir(m.mnt)
-        print("# listdir of the dead mountpoint worked (cached?)")
-    except OSError as e:
-        print("# listdir of the dead mountpoint: %s" % ml.errname(e))
-    ml.check(ml.is_mounted(m.mnt), "the dead mount is not in mountinfo any more after kill -9")
-    ctx.step("mount on the dead mountpoint")
-    m2 = ctx.mount(on_completion=False)
+    m2 = remount_over_dead(ctx, m)
     ml.check_eq(ml.sha(ml.read_file(os.path.join(m2.mnt, job, "a.bin"))), ml.sha(data),
                 "sha256 of a.bin through the new mount")
     ml.wait_s3(ctx.s3, ctx.prefix, {job + "/a.bin": (len(data), ml.sha(data))}, timeout=30)
     ctx.step("umount")
     m2.umount()
     ml.check(not ml.is_mounted(m.mnt, None), "a mount is still on %s after umount" % m.mnt)
+
+
+@T.case("stale_mountpoint_untouched", timeout=60)
+def stale_mountpoint_untouched(ctx):
+    """The same with a mount nobody used before the kill (stat() of its root still answers
+    from the kernel's attribute cache, so a stat()-based stale check misses it)."""
+    m = ctx.mount(on_completion=False)
+    m2 = remount_over_dead(ctx, m)
+    ml.check_eq(os.listdir(m2.mnt), [], "listdir of the new mount")
+    ctx.step("umount")
+    m2.umount()
 
 
 if __name__ == "__main__":

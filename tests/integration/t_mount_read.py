@@ -1,11 +1,14 @@
 #!/usr/bin/python3
 """t_mount_read.py - reading S3 through `s3jobfs mount`, the cache's limits, fsync and SIGTERM.
 
-Cases (s3rver):
+Cases (s3rver unless noted; list_2100 and read_only run on Swift, see S3RVER_LISTING):
   list_2100        2,100 objects PUT by another client (1,100 in one directory, 1,000 nested
                    three deep, some empty) are exactly what os.walk() shows through the mount:
                    directories from common prefixes, st_size right, contents right; an object
                    PUT after the mount shows up within 10 s (sub-check late_object).
+  list_error       (s3rver) listdir() of a directory of 1,001 objects gives all of them or an
+                   error, never a silently partial list (s3rver answers the second page of
+                   ListObjectsV2 with HTTP 500, see S3RVER_LISTING).
   read_only        a --read-only mount of the same prefix lists and reads them; creating,
                    writing, truncating, mkdir, unlink, rename, chmod, utime fail with EROFS
                    and S3 is unchanged.
@@ -67,13 +70,15 @@ def fixture(ctx):
 
 def walk(root):
     """(set of file rels, set of dir rels) under root."""
-    fs, ds = set(), set()
-    for d, dirs, files in os.walk(root, onerror=lambda e: ml.fail("os.walk: %s" % e)):
+    fs, ds, errs = set(), set(), []
+    for d, dirs, files in os.walk(root, onerror=errs.append):
         rel = os.path.relpath(d, root)
         for n in dirs:
             ds.add(os.path.normpath(os.path.join(rel, n)))
         for n in files:
             fs.add(os.path.normpath(os.path.join(rel, n)))
+    ml.check(not errs, "os.walk through the mount: %d errors: %s" % (
+        len(errs), "; ".join("%s: %s" % (e.filename, ml.errname(e)) for e in errs[:3])))
     return fs, ds
 
 
@@ -105,7 +110,12 @@ def check_contents(root, keys, files):
     ml.check(not bad, "%d files read wrong through the mount, e.g. %s" % (len(bad), bad[:3]))
 
 
-@T.case("list_2100", timeout=300)
+S3RVER_LISTING = ("s3rver 3.7.1 cannot list this tree: it returns no CommonPrefixes for keys two "
+                  "or more levels below the prefix, and HTTP 500 for a truncated ListObjectsV2 "
+                  "(its continuation token needs DES, gone from Node 20's OpenSSL 3)")
+
+
+@T.case("list_2100", servers=ml.SERVERS, timeout=300, skip={"s3rver": S3RVER_LISTING})
 def list_2100(ctx):
     prefix, files = fixture(ctx)
     m = ctx.mount(prefix=prefix)
@@ -131,7 +141,7 @@ def list_2100(ctx):
     ml.check_eq(len(now), 2100, "objects under the fixture prefix after the rw mount")
 
 
-@T.case("read_only", timeout=240)
+@T.case("read_only", servers=ml.SERVERS, timeout=240, skip={"s3rver": S3RVER_LISTING})
 def read_only(ctx):
     prefix, files = fixture(ctx)
     m = ctx.mount(prefix=prefix, read_only=True)
@@ -166,6 +176,24 @@ def read_only(ctx):
     ctx.step("umount")
     m.umount()
     ml.check_s3(ctx.s3, prefix, ml.digest_map(files), what="fixture objects after the read-only mount")
+
+
+@T.case("list_error", timeout=60)
+def list_error(ctx):
+    """A directory of 1,001 objects (one level, which s3rver can list): listdir() shows all of
+    them, or fails (EIO); it never succeeds with a partial or empty list."""
+    files = {"many/f%04d" % i: b"%d" % i for i in range(1001)}
+    ctx.s3.put_many([(ctx.prefix + k, v) for k, v in files.items()])
+    m = ctx.mount()
+    try:
+        got = os.listdir(os.path.join(m.mnt, "many"))
+    except OSError as e:
+        print("# listdir(many) failed with %s" % ml.errname(e))
+    else:
+        ml.check(len(got) == 1001, "listdir of a directory of 1,001 objects succeeded with %d "
+                 "entries (no error)" % len(got))
+    ctx.step("umount")
+    m.umount()
 
 
 @T.case("random_reads", timeout=120)
@@ -250,11 +278,10 @@ def enospc(ctx):
     ctx.step("writing 32 MiB into a 16 MiB cache")
     f = open(os.path.join(d, "big.bin"), "wb", buffering=0)
     try:
-        for off in range(0, len(big), MiB):
-            n = f.write(big[off:off + MiB])
+        while written < len(big):       # short writes go on with the rest, as stdio would
+            n = f.write(big[written:written + MiB])
+            ml.check(n, "write() returned 0 at %d bytes" % written)
             written += n
-            if n < MiB:
-                break
     except OSError as e:
         err = e
     finally:

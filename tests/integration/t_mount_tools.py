@@ -17,6 +17,8 @@ temp files) no other object is under the job's prefix.
   sparse                  seek 10 MiB past the end, write
   concurrent_writers      8 threads x 25 files, small interleaved writes
   two_fds                 two fds on one file: coherent reads, no upload until the last close
+  slow_writer             a file written with pauses longer than the settle time is not
+                          uploaded while open; after close, whole
   big_multipart           a 100 MiB file with S3_MULTIPART_THRESHOLD=16MiB
   chmod_utimens           chmod + utimens before upload: stat and x-amz-meta-mode/-mtime
   chmod_after_upload      chmod + utimens of an uploaded file reach the object's metadata
@@ -355,6 +357,28 @@ def two_fds(ctx):
         os.close(fd2)
     ml.check_eq(ml.sha(ml.read_file(p)), ml.sha(want), "sha256 of shared.bin after both closes")
     synced(ctx, job, d)
+    finish(ctx, m)
+
+
+@T.case("slow_writer", timeout=60)
+def slow_writer(ctx):
+    """A file written slowly (pauses of 3 x settle between writes) is not uploaded while it is
+    open; after close it is, whole."""
+    m, job, d = start(ctx)
+    key = ctx.prefix + job + "/slow.json"
+    chunks = [os.urandom(100 * KiB) for _ in range(8)]
+    seen = []
+    with open(os.path.join(d, "slow.json"), "wb", buffering=0) as f:
+        for c in chunks:
+            f.write(c)
+            time.sleep(0.3)
+            h = ctx.s3.head(key)
+            if h.status == 200:
+                seen.append(h.header("content-length"))
+    ml.check(not seen, "%s was uploaded while still open for writing (sizes seen: %s)" % (key, seen))
+    want = b"".join(chunks)
+    ml.wait_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map({"slow.json": want}), timeout=10,
+               what="objects after the slow writer closed")
     finish(ctx, m)
 
 
