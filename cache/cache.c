@@ -99,6 +99,7 @@ TAILQ_HEAD(file_queue, cache_file);
 struct pending_del {
 	char *key;
 	bool in_flight;
+	uint64_t done_at;		/* ms; deleted, kept a while to hide stale listings */
 	TAILQ_ENTRY(pending_del) link;
 	UT_hash_handle hh;		/* tombstones: listings hide these keys */
 };
@@ -150,6 +151,7 @@ struct cache {
 	struct pending_del *tombs;	/* protected by lock: by key */
 	struct open_mpu *mpus;		/* protected by lock: to abort at start */
 	struct rlist *rlists;		/* protected by lock: listing cache */
+	uint64_t rlist_epoch;		/* protected by lock: bumped when S3 changes under us */
 	int uploading;			/* protected by lock */
 	bool stopping;			/* protected by lock */
 	uint64_t tmp_seq;		/* protected by lock */
@@ -407,6 +409,13 @@ static void delete_key(struct cache *c, const char *key)
 	if (!c->cfg->s3_enabled)
 		return;
 	HASH_FIND_STR(c->tombs, key, d);
+	if (d && d->done_at) {
+		d->done_at = 0;
+		TAILQ_INSERT_TAIL(&c->dels, d, link);
+		journal_add(c, true, 'D', 1, key);
+		pthread_cond_signal(&c->work_cond);
+		return;
+	}
 	if (d)
 		return;
 	d = calloc(1, sizeof(*d));
@@ -429,8 +438,10 @@ static void cancel_delete(struct cache *c, const char *key)
 	if (!d || d->in_flight)
 		return;
 	HASH_DEL(c->tombs, d);
-	TAILQ_REMOVE(&c->dels, d, link);
-	journal_add(c, false, 'd', 1, key);
+	if (!d->done_at) {
+		TAILQ_REMOVE(&c->dels, d, link);
+		journal_add(c, false, 'd', 1, key);
+	}
 	free(d->key);
 	free(d);
 }
@@ -451,6 +462,7 @@ static void rlist_invalidate(struct cache *c, const char *rel)
 	size_t n = slash ? (size_t)(slash - rel) : 0;
 	struct rlist *l;
 
+	c->rlist_epoch++;	/* a listing fetched before now may be stale: don't keep it */
 	HASH_FIND(hh, c->rlists, rel, n, l);
 	if (l) {
 		HASH_DEL(c->rlists, l);
@@ -550,6 +562,7 @@ out:
 static int rlist_get(struct cache *c, const char *rel, struct rlist **out)
 {
 	struct rlist *l, *fresh;
+	uint64_t epoch;
 	int rc;
 
 	*out = NULL;
@@ -560,11 +573,14 @@ static int rlist_get(struct cache *c, const char *rel, struct rlist **out)
 		*out = l;
 		return 0;
 	}
+	epoch = c->rlist_epoch;
 	pthread_mutex_unlock(&c->lock);
 	rc = rlist_fetch(c, rel, &fresh);
 	pthread_mutex_lock(&c->lock);
 	if (rc)
 		return rc;
+	if (epoch != c->rlist_epoch)
+		fresh->fetched_ms = 0;	/* usable for this call, refetched by the next */
 	HASH_FIND_STR(c->rlists, rel, l);
 	if (l) {
 		HASH_DEL(c->rlists, l);
@@ -1178,15 +1194,13 @@ static void delete_one(struct cache *c, struct pending_del *d)
 	log_msg(LOG_INFO, "s3 delete done", "key=%s", key);
 done:
 	journal_add(c, false, 'd', 1, key);
-	HASH_DEL(c->tombs, d);
 	{
 		const char *rel = strncmp(key, c->cfg->prefix, strlen(c->cfg->prefix)) == 0 ?
 				  key + strlen(c->cfg->prefix) : key;
 
 		rlist_invalidate(c, rel);
 	}
-	free(d->key);
-	free(d);
+	d->done_at = now_ms();	/* still hides the key from listings fetched before now */
 	pthread_cond_broadcast(&c->done_cond);
 }
 
@@ -1357,6 +1371,17 @@ static void *timer_main(void *arg)
 				    now - j->last_write_ms >= (uint64_t)c->cfg->idle_complete_seconds * 1000) {
 					log_msg(LOG_INFO, "job idle, completing", "job=%s", j->name);
 					do_complete(c, j);
+				}
+			}
+		}
+		{
+			struct pending_del *d, *dt;
+
+			HASH_ITER(hh, c->tombs, d, dt) {
+				if (d->done_at && now - d->done_at > 2 * DIR_TTL_MS) {
+					HASH_DEL(c->tombs, d);
+					free(d->key);
+					free(d);
 				}
 			}
 		}
@@ -1601,8 +1626,10 @@ int cache_fsync_dir(struct cache *c, const char *rel)
 		bool any = false;
 		char *p = key_of(c, rel);
 
-		TAILQ_FOREACH(d, &c->dels, link)
-			any |= p && strncmp(d->key, p, strlen(p)) == 0;
+		struct pending_del *dt;
+
+		HASH_ITER(hh, c->tombs, d, dt)
+			any |= !d->done_at && p && strncmp(d->key, p, strlen(p)) == 0;
 		free(p);
 		if (!any)
 			break;
@@ -1961,7 +1988,15 @@ int cache_rename(struct cache *c, const char *from, const char *to, unsigned int
 	if (remote && c->cfg->s3_enabled)
 		rc = rename_remote(c, from, to, S_ISDIR(remote ? rst.st_mode : st.st_mode));
 	pthread_mutex_lock(&c->lock);
-	HASH_CLEAR(hh, c->rlists);
+	{
+		struct rlist *l, *lt;
+
+		HASH_ITER(hh, c->rlists, l, lt) {
+			HASH_DEL(c->rlists, l);
+			rlist_free(l);
+		}
+		c->rlist_epoch++;
+	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
@@ -2525,10 +2560,14 @@ static int pending_count(struct cache *c)
 	struct cache_file *f, *tmp;
 	int n = 0;
 
+	struct pending_del *d;
+
 	HASH_ITER(hh, c->files, f, tmp)
 		if (f->state == ST_QUEUED || f->state == ST_UPLOADING ||
 		    (f->state == ST_DIRTY && upload_allowed(c, f)))
 			n++;
+	TAILQ_FOREACH(d, &c->dels, link)
+		n++;
 	return n;
 }
 
@@ -2548,7 +2587,7 @@ int cache_drain(struct cache *c, int timeout_s)
 			if (f->state == ST_DIRTY && upload_allowed(c, f))
 				enqueue(c, f, false);
 	}
-	while ((n = pending_count(c) + (int)HASH_COUNT(c->tombs)) > 0 && c->started) {
+	while ((n = pending_count(c)) > 0 && c->started) {
 		if (pthread_cond_timedwait(&c->done_cond, &c->lock, &deadline) == ETIMEDOUT)
 			break;
 	}
@@ -2637,7 +2676,12 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 		case ST_FAILED: st->files_failed++; st->bytes_dirty += f->size; break;
 		}
 	}
-	st->deletes_pending = HASH_COUNT(c->tombs);
+	{
+		struct pending_del *d;
+
+		TAILQ_FOREACH(d, &c->dels, link)
+			st->deletes_pending++;
+	}
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -503,8 +503,8 @@ int cli_complete(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *given = NULL, *env_file = NULL;
-	char *dir, *req = NULL, *ans;
+	const char *given = NULL, *env_file = NULL, *job;
+	char *dir, *req = NULL, *ans, *job_buf = NULL;
 	cJSON *q, *a;
 	int opt, rc = 1;
 
@@ -514,7 +514,8 @@ int cli_complete(int argc, char **argv)
 		case 'c': given = optarg; break;
 		case 'e': env_file = optarg; break;
 		case 'h':
-			printf("usage: s3jobfs complete [--cache-dir DIR] JOBFOLDER\n\n"
+			printf("usage: s3jobfs complete [--cache-dir DIR] JOBFOLDER\n"
+			       "       s3jobfs complete MOUNTPOINT/JOBFOLDER\n\n"
 			       "Marks the top-level folder JOBFOLDER of the running mount complete: its files\n"
 			       "are uploaded now (S3_UPLOAD_ON_COMPLETION=true waits for this).\n");
 			return 0;
@@ -525,12 +526,36 @@ int cli_complete(int argc, char **argv)
 		fprintf(stderr, "usage: s3jobfs complete [--cache-dir DIR] JOBFOLDER\n");
 		return 2;
 	}
-	dir = cache_dir_arg(given, env_file);
-	if (!dir)
+	job = argv[optind];
+	/* MOUNTPOINT/JOBFOLDER: the mount names its cache directory */
+	if (strchr(argv[optind], '/')) {
+		char *full = abs_path(argv[optind]), *slash = full ? strrchr(full, '/') : NULL;
+		char *source = NULL, *fstype = NULL;
+
+		if (!slash || slash == full || find_mount((*slash = '\0', full), &source, &fstype) != 0 ||
+		    strncmp(source, "s3jobfs:", 8) != 0) {
+			fprintf(stderr, "s3jobfs: '%s' is not a folder at the top of an s3jobfs mount\n",
+				argv[optind]);
+			free(full);
+			free(source);
+			free(fstype);
+			return 1;
+		}
+		dir = strdup(source + 8);
+		job = slash + 1;
+		free(source);
+		free(fstype);
+		job_buf = full;
+	} else {
+		dir = cache_dir_arg(given, env_file);
+	}
+	if (!dir) {
+		free(job_buf);
 		return 2;
+	}
 	q = cJSON_CreateObject();
 	cJSON_AddStringToObject(q, "cmd", "complete");
-	cJSON_AddStringToObject(q, "job", argv[optind]);
+	cJSON_AddStringToObject(q, "job", job);
 	req = cJSON_PrintUnformatted(q);
 	cJSON_Delete(q);
 	ans = req ? ctl_request(dir, req, 30) : NULL;
@@ -541,10 +566,10 @@ int cli_complete(int argc, char **argv)
 	}
 	a = cJSON_Parse(ans);
 	if (cJSON_IsTrue(cJSON_GetObjectItem(a, "ok"))) {
-		printf("job '%s' marked complete; its files are queued for upload\n", argv[optind]);
+		printf("job '%s' marked complete; its files are queued for upload\n", job);
 		rc = 0;
 	} else {
-		fprintf(stderr, "s3jobfs: cannot complete '%s': %s\n", argv[optind],
+		fprintf(stderr, "s3jobfs: cannot complete '%s': %s\n", job,
 			cJSON_GetStringValue(cJSON_GetObjectItem(a, "error")) ?: "unknown error");
 	}
 	cJSON_Delete(a);
@@ -552,5 +577,6 @@ int cli_complete(int argc, char **argv)
 out:
 	free(req);
 	free(dir);
+	free(job_buf);
 	return rc;
 }

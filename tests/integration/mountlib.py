@@ -17,14 +17,13 @@ usage: t_mount_X.py [-k SUBSTRING]... [--server s3rver|swift] [--keep]
 """
 import argparse
 import atexit
-import collections
 import concurrent.futures
 import datetime
-import decimal
 import errno
 import hashlib
 import hmac
 import http.client
+import json
 import os
 import random
 import shutil
@@ -48,6 +47,10 @@ SERVERS = ("s3rver", "swift")
 
 class Failure(Exception):
     """A check did not hold; the message says what was expected and what was found."""
+
+
+class Skip(Exception):
+    """The case cannot run here (the message says why): reported as SKIP."""
 
 
 class CaseTimeout(BaseException):
@@ -389,10 +392,6 @@ def job_name():
     return time.strftime("%Y%m%d_%H%M%S_") + str(uuid.uuid4())
 
 
-def rand_bytes(rng, n):
-    return rng.randbytes(n)
-
-
 def log_uniform(rng, lo, hi):
     return int(round(lo * (hi / lo) ** rng.random()))
 
@@ -414,10 +413,10 @@ def scraper_job(seed, n_products=200, n_pdfs=30, n_shots=60):
         out.append(("products/%s.json" % p["sku"], "json", p))
     for i in range(n_pdfs):
         out.append(("pdfs/%s.pdf" % prods[i]["sku"], "bin",
-                    b"%PDF-1.7\n" + rand_bytes(rng, log_uniform(rng, 10 * KiB, 2 * MiB))))
+                    b"%PDF-1.7\n" + rng.randbytes(log_uniform(rng, 10 * KiB, 2 * MiB))))
     for i in range(n_shots):
         out.append(("screenshots/page_%02d/%s.png" % (i // 10, prods[i]["sku"]), "bin",
-                    b"\x89PNG\r\n\x1a\n" + rand_bytes(rng, log_uniform(rng, 10 * KiB, 2 * MiB))))
+                    b"\x89PNG\r\n\x1a\n" + rng.randbytes(log_uniform(rng, 10 * KiB, 2 * MiB))))
     for i in range(8):
         out.append(("raw/html/level1/level2/level3/page%d.html" % i, "bin",
                     ("<html>%s</html>" % ("<p>%d</p>" % i * rng.randint(1, 3000))).encode()))
@@ -428,14 +427,12 @@ def scraper_job(seed, n_products=200, n_pdfs=30, n_shots=60):
 
 def job_bytes(job):
     """{rel: bytes} of the content each entry of scraper_job() ends up with."""
-    import json
     return {rel: (json.dumps(p, ensure_ascii=False).encode() if kind == "json" else p)
             for rel, kind, p in job}
 
 
 def write_job(root, job):
     """Write a scraper_job() under root the way a scraper would."""
-    import json
     for rel, kind, payload in job:
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -812,6 +809,8 @@ class Suite:
             result, msg = "FAIL", "timed out after %d s while %s" % (timeout, ctx.current)
         except Failure as e:
             result, msg = "FAIL", str(e)
+        except Skip as e:
+            result, msg = "SKIP", str(e)
         except Exception as e:
             if ctx.timed_out:
                 result, msg = "FAIL", "timed out after %d s while %s (then: %s: %s)" % (
