@@ -20,6 +20,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,12 +143,25 @@ static int run_fusermount_detach(const char *mp)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
 }
 
-/* A mountpoint whose daemon died answers ENOTCONN: detach it so we can mount again. */
+static bool daemon_alive(const char *cache_dir);
+
+/* A mountpoint whose daemon died answers ENOTCONN: detach it so we can mount again. stat()
+ * may be answered from the kernel's attribute cache, so ask statfs() (always sent to the
+ * daemon), and for an s3jobfs mount also whether its daemon still holds the cache lock. */
 static int recover_stale(const char *mp)
 {
-	struct stat st;
+	struct statvfs vfs;
+	char *source = NULL, *fstype = NULL;
+	bool stale;
 
-	if (stat(mp, &st) == 0 || errno != ENOTCONN)
+	if (find_mount(mp, &source, &fstype) != 0)
+		return 0;
+	stale = statvfs(mp, &vfs) < 0 && errno == ENOTCONN;
+	if (!stale && !strcmp(fstype, "fuse.s3jobfs") && !strncmp(source, "s3jobfs:", 8))
+		stale = !daemon_alive(source + 8);
+	free(source);
+	free(fstype);
+	if (!stale)
 		return 0;
 	log_msg(LOG_WARNING, "stale mount found, detaching it", "mountpoint=%s", mp);
 	if (umount2(mp, MNT_DETACH) == 0 || run_fusermount_detach(mp) == 0)
@@ -416,29 +430,35 @@ out:
 
 /* ------------------------------------------------------------------ umount */
 
+/* Does a daemon hold the lock of cache_dir? */
+static bool daemon_alive(const char *cache_dir)
+{
+	char *p = NULL;
+	bool alive = false;
+	int fd;
+
+	if (asprintf(&p, "%s/lock", cache_dir) < 0)
+		return true;
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		alive = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+		close(fd);
+	}
+	free(p);
+	return alive;
+}
+
 /* Wait until the daemon of cache_dir has exited (its lock on the cache dir is free). */
 static bool wait_daemon_gone(const char *cache_dir, int timeout_s)
 {
-	char *p = NULL;
-	bool gone = false;
+	for (int i = 0; i < timeout_s * 10; i++) {
+		struct timespec ts = { 0, 100000000 };
 
-	if (asprintf(&p, "%s/lock", cache_dir) < 0)
-		return false;
-	for (int i = 0; i < timeout_s * 10 && !gone; i++) {
-		int fd = open(p, O_RDONLY | O_CLOEXEC);
-
-		if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0)
-			gone = true;
-		if (fd >= 0)
-			close(fd);
-		if (!gone) {
-			struct timespec ts = { 0, 100000000 };
-
-			nanosleep(&ts, NULL);
-		}
+		if (!daemon_alive(cache_dir))
+			return true;
+		nanosleep(&ts, NULL);
 	}
-	free(p);
-	return gone;
+	return false;
 }
 
 int cli_umount(int argc, char **argv)
