@@ -82,6 +82,8 @@ struct cache_file {
 	bool gone;			/* protected by c->lock: unlinked, out of the table */
 	bool in_queue;			/* protected by c->lock */
 	bool cow;			/* protected by c->lock: path replaced during upload */
+	bool torn;			/* protected by c->lock: a write failed (ENOSPC...); never
+					 * uploaded until truncated or rewritten from the start */
 	uint64_t settle_at;		/* protected by c->lock: ms, 0 = not waiting */
 	uint64_t retry_at;		/* protected by c->lock: ms, FAILED only */
 	int attempts;			/* protected by c->lock: failed upload rounds */
@@ -369,11 +371,17 @@ static void enqueue(struct cache *c, struct cache_file *f, bool front)
 /* May f be uploaded now (ignoring the settle delay)? Under c->lock. */
 static bool upload_allowed(struct cache *c, const struct cache_file *f)
 {
-	if (!c->cfg->s3_enabled || c->read_only || f->writers > 0 || f->gone)
+	if (!c->cfg->s3_enabled || c->read_only || f->writers > 0 || f->gone || f->torn)
 		return false;
 	if (!f->job || !c->cfg->upload_on_completion)
 		return true;
 	return f->job->completed;
+}
+
+/* May f be uploaded at an explicit request (fsync), whatever its job's state? */
+static bool upload_allowed_now(struct cache *c, const struct cache_file *f)
+{
+	return c->cfg->s3_enabled && !c->read_only && f->writers == 0 && !f->gone && !f->torn;
 }
 
 /* A change to f's content or metadata. Under c->lock. */
@@ -904,6 +912,8 @@ int cache_open_handle(struct cache *c, const char *rel, int flags, mode_t mode,
 		goto out;
 	}
 	f->writers++;
+	if (flags & O_TRUNC)
+		f->torn = false;
 	file_changed(c, f);	/* opening for write counts: the writer may change it any time */
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&f->open_lock);
@@ -943,8 +953,22 @@ ssize_t cache_write(struct cache *c, struct cache_handle *h, const void *buf, si
 	n = pwrite(h->fd, buf, size, off);
 	if (n < 0 && errno == ENOSPC && evict(c, size + (1 << 20)) > 0)
 		n = pwrite(h->fd, buf, size, off);
-	if (n < 0)
-		return -errno;
+	if (n < 0 || (size_t)n < size) {
+		int e = n < 0 ? errno : ENOSPC;
+
+		if (h->file) {
+			pthread_mutex_lock(&c->lock);
+			file_changed(c, h->file);
+			if (!h->file->torn)
+				log_msg(LOG_ERR, "write failed: the file will not be uploaded until it is rewritten",
+					"path=%s error=\"%s\"", h->file->path, strerror(e));
+			h->file->torn = true;
+			pthread_mutex_unlock(&c->lock);
+		}
+		if (n > 0)
+			return n;
+		return -e;
+	}
 	if (h->file) {
 		pthread_mutex_lock(&c->lock);
 		file_changed(c, h->file);
@@ -961,6 +985,8 @@ int cache_ftruncate(struct cache *c, struct cache_handle *h, off_t size)
 		return -errno;
 	if (h->file) {
 		pthread_mutex_lock(&c->lock);
+		if (size == 0)
+			h->file->torn = false;	/* rewritten from the start */
 		file_changed(c, h->file);
 		pthread_mutex_unlock(&c->lock);
 	}
@@ -1453,7 +1479,8 @@ static int wait_uploaded(struct cache *c, struct cache_file **v, const uint64_t 
 	for (size_t i = 0; i < n; i++) {
 		struct cache_file *f = v[i];
 
-		while (!f->gone && f->up_gen < gens[i] && f->state != ST_FAILED && !c->stopping)
+		while (!f->gone && f->up_gen < gens[i] && f->state != ST_FAILED && !f->torn &&
+		       !c->stopping)
 			pthread_cond_wait(&c->done_cond, &c->lock);
 		if (!f->gone && f->up_gen < gens[i]) {
 			char et[300];
@@ -1477,6 +1504,10 @@ static int snapshot_upload(struct cache *c, struct cache_file *f)
 	int src, snap, rc;
 
 	pthread_mutex_lock(&c->lock);
+	if (f->torn) {
+		pthread_mutex_unlock(&c->lock);
+		return -EIO;
+	}
 	gen = f->gen;
 	rel = strdup(f->path);
 	key = key_of(c, f->path);
@@ -1547,6 +1578,10 @@ int cache_fsync(struct cache *c, struct cache_handle *h)
 		pthread_mutex_unlock(&c->lock);
 		return 0;
 	}
+	if (f->torn) {
+		pthread_mutex_unlock(&c->lock);
+		return -EIO;
+	}
 	gen = f->gen;
 	open_writers = f->writers > 0;
 	if (!open_writers && f->state != ST_UPLOADING && f->state != ST_QUEUED)
@@ -1600,7 +1635,7 @@ int cache_fsync_dir(struct cache *c, const char *rel)
 		f->refs++;
 		v[n] = f;
 		gens[n++] = f->gen;
-		if (f->writers == 0 && (f->state == ST_DIRTY || f->state == ST_FAILED))
+		if ((f->state == ST_DIRTY || f->state == ST_FAILED) && upload_allowed_now(c, f))
 			enqueue(c, f, true);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1701,7 +1736,18 @@ int cache_readdir(struct cache *c, const char *rel, cache_dirent_fn fn, void *ct
 		closedir(d);
 	}
 	pthread_mutex_lock(&c->lock);
-	if (rc == 0 && rlist_get(c, rel, &l) == 0 && l) {
+	if (rc == 0) {
+		int lr = rlist_get(c, rel, &l);
+
+		/* S3 unreachable: a staged directory still lists what is staged (the writer must
+		 * not depend on S3); one that exists only in S3 cannot be listed */
+		if (lr && dfd < 0)
+			rc = -EIO;
+		else if (lr)
+			log_msg(LOG_WARNING, "listing shows staged files only: s3 listing failed",
+				"dir=%s", rel);
+	}
+	if (rc == 0 && l) {
 		for (size_t i = 0; i < l->n; i++) {
 			struct stat st;
 			bool local = false;
@@ -1723,7 +1769,7 @@ int cache_readdir(struct cache *c, const char *rel, cache_dirent_fn fn, void *ct
 			if (fn(ctx, l->e[i].name, &st))
 				break;
 		}
-	} else if (dfd < 0) {
+	} else if (rc == 0 && dfd < 0) {
 		rc = -ENOENT;
 	}
 	pthread_mutex_unlock(&c->lock);

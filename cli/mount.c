@@ -45,6 +45,7 @@ struct daemon {
 	pthread_mutex_t lock;
 	bool shutting_down;	/* protected by lock */
 	pthread_t sig_thread;
+	bool sig_started;
 	sigset_t sigs;
 };
 
@@ -193,7 +194,12 @@ static void daemon_shutdown(void *arg)
 	else
 		log_msg(LOG_INFO, "drain done", NULL);
 	fuse_exit(d->fuse);
-	fuse_unmount(d->fuse);	/* wakes the FUSE loop (its reads fail with ENODEV) */
+	/* wake a FUSE worker so the loop sees the exit flag; main then unmounts */
+	{
+		struct statvfs vfs;
+
+		statvfs(d->mountpoint, &vfs);
+	}
 }
 
 static void *sig_main(void *arg)
@@ -219,6 +225,8 @@ static int on_init(void *arg)
 		rc = ctl_server_start(d->cache, d->cache_dir, daemon_shutdown, d);
 	if (rc == 0 && pthread_create(&d->sig_thread, NULL, sig_main, d) != 0)
 		rc = -EAGAIN;
+	if (rc == 0)
+		d->sig_started = true;
 	log_msg(rc ? LOG_ERR : LOG_INFO, rc ? "cannot start" : "mounted", "mountpoint=%s cache_dir=%s",
 		d->mountpoint, d->cache_dir);
 	return rc;
@@ -406,8 +414,13 @@ int cli_mount(int argc, char **argv)
 	} else {
 		pthread_mutex_unlock(&d.lock);
 	}
-	ctl_server_stop();
+	/* unmount first: it also fails the wake-up request of daemon_shutdown, if still pending */
 	fuse_unmount(d.fuse);
+	ctl_server_stop();
+	if (d.sig_started) {
+		pthread_kill(d.sig_thread, SIGTERM);	/* wakes its sigwait; shutdown is a no-op now */
+		pthread_join(d.sig_thread, NULL);
+	}
 	log_msg(LOG_INFO, "unmounted", "mountpoint=%s", d.mountpoint);
 	rc = r == 0 ? 0 : 1;
 out:

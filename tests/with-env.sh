@@ -18,7 +18,7 @@
 #     SWIFT_REGION
 #   PostgreSQL 15, trust auth, database s3jobfs_test:
 #     DATABASE_URL PGHOST PGPORT PGUSER PGDATABASE
-#   S3JOBFS_TEST_SERVICES: the services started, e.g. "s3rver swift pg"
+#   S3JOBFS_TEST_SERVICES: the services started, e.g. "pg s3rver swift"
 # A service turned off with --no-* is not started and its variables are left as they were.
 #
 # Tools in $S3JOBFS_TEST_ENV_DIR for tests:
@@ -31,6 +31,7 @@
 #
 # Exit status: COMMAND's; 125 when a service could not be started (the message names it and
 # shows the end of its log); 2 on a usage error; 128+N when stopped by signal N.
+# shellcheck disable=SC2317  # functions called through traps, wait_ready and stop_group
 set -uo pipefail
 
 self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
@@ -55,22 +56,31 @@ spawn() {
 	echo $! >"$E/run/$name.pid"
 }
 
-group_alive() { [ -n "$1" ] && kill -0 -- "-$1" 2>/dev/null; }
+# group_alive PGID: some process of the group lives (zombies, which an init that reaps
+# slowly may leave for a while, do not count); our groups are also sessions (setsid)
+group_alive() {
+	[ -n "$1" ] && kill -0 -- "-$1" 2>/dev/null || return 1
+	ps -o stat= --sid "$1" 2>/dev/null | grep -qv '^Z'
+}
 
-# stop_group NAME: TERM the service's process group, KILL it after 5 s
+# stop_group NAME...: TERM those services' process groups, KILL what is left after 5 s
 stop_group() {
-	local f=$E/run/$1.pid g i
-	[ -f "$f" ] || return 0
-	g=$(cat "$f")
-	if group_alive "$g"; then
-		kill -TERM -- "-$g" 2>/dev/null
-		for ((i = 0; i < 50; i++)); do
-			group_alive "$g" || break
-			sleep 0.1
-		done
-		group_alive "$g" && kill -KILL -- "-$g" 2>/dev/null
-	fi
-	rm -f "$f"
+	local name f g i gs=() left
+	for name; do
+		f=$E/run/$name.pid
+		[ -f "$f" ] || continue
+		g=$(cat "$f")
+		rm -f "$f"
+		group_alive "$g" && kill -TERM -- "-$g" 2>/dev/null && gs+=("$g")
+	done
+	for ((i = 0; i < 100 && ${#gs[@]} > 0; i++)); do
+		left=()
+		for g in "${gs[@]}"; do group_alive "$g" && left+=("$g"); done
+		gs=("${left[@]}")
+		[ ${#gs[@]} -gt 0 ] && sleep 0.05
+	done
+	for g in "${gs[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
+	return 0
 }
 
 # wait_ready NAME SECONDS CHECK...: poll CHECK until it succeeds (0), the service's group
@@ -103,13 +113,24 @@ fail() {
 	exit 125
 }
 
-# free_ports N: N distinct ports that were free on 127.0.0.1 a moment ago
+# free_ports N: N distinct ports that were free on 127.0.0.1 a moment ago, below the
+# ephemeral range, so that no outgoing connection takes one while its service is stopped
+# (pg-stop ... pg-start reuse the port)
 free_ports() {
 	"$PY" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
+import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+socks = []
+while len(socks) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randint(10000, low - 1) if low > 11000 else 0))
+        socks.append(s)
+    except OSError:
+        s.close()
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
@@ -133,7 +154,10 @@ http_ok() { curl -sf -o /dev/null --max-time 2 "$1"; }       # a 2xx answer
 s3rver_launch() {
 	mkdir -p "$E/s3rver"
 	s3rver_mark=$(log_mark "$E/log/s3rver.log")
-	spawn s3rver "$E/log/s3rver.log" "$s3rver_bin" --directory "$E/s3rver" \
+	# s3rver's ListObjectsV2 continuation token uses DES, which Node's OpenSSL 3 only has in
+	# its legacy provider: without it every truncated listing is a 500.
+	spawn s3rver "$E/log/s3rver.log" env NODE_OPTIONS=--openssl-legacy-provider \
+		"$s3rver_bin" --directory "$E/s3rver" \
 		--address 127.0.0.1 --port "$S3RVER_PORT" --silent \
 		--configure-bucket "$BUCKET" --configure-bucket "$BUCKET2"
 }
@@ -141,26 +165,86 @@ s3rver_launch() {
 s3rver_wait() { wait_ready s3rver 20 http_up "http://127.0.0.1:$S3RVER_PORT/"; }
 
 # ---------------------------------------------------------------------------------------------
-# Swift. Configuration, rings and a swift.conf of our own live in E/swift/etc; the servers run
-# through E/swift/run-server.py, which points Swift at that swift.conf instead of
-# /etc/swift/swift.conf and logs to stderr (our log files) instead of syslog.
+# Swift. Configuration, rings and a swift.conf of our own live in E/swift/etc. Two processes:
+# swift-backends (account, container and object servers; it builds the rings first) and
+# swift-proxy (s3api); both run E/swift/run-servers.py.
 
 swift_write_files() {
 	local etc=$E/swift/etc user
 	user=$(id -un)
 	mkdir -p "$etc" "$E/swift/srv/d1"
-	cat >"$E/swift/run-server.py" <<'EOF'
-# run-server.py SWIFT_CONF SERVER_CONF SECTION - run one Swift WSGI server in the foreground
+	cat >"$E/swift/run-servers.py" <<'EOF'
+# run-servers.py [--rings A,C,O] SWIFT_CONF SERVER_CONF... - run Swift WSGI servers in one
+# process, in the foreground, as run_wsgi() does with workers = 0 (several of them in one
+# process as Swift's in-process functional tests do; this halves the start-up time on two
+# cores). It reads our swift.conf, not /etc/swift/swift.conf, and logs to stderr, not syslog.
+# --rings builds one-device, one-replica account, container and object rings for those ports
+# first (what `swift-ring-builder X create 6 1 1; add; rebalance` does); without it, it waits
+# up to 30 s for them.
 import logging
+import os
 import sys
+import time
+import traceback
 
 from swift.common import utils
 
-utils.SWIFT_CONF_FILE = sys.argv[1]         # must precede any import of storage_policy
+args = sys.argv[1:]
+ring_ports = None
+if args[0] == "--rings":
+    ring_ports, args = args[1].split(","), args[2:]
+utils.SWIFT_CONF_FILE = args[0]             # must precede any import of storage_policy
 utils.ThreadSafeSysLogHandler = lambda *a, **kw: logging.NullHandler()    # no syslog
-from swift.common.wsgi import run_wsgi      # noqa: E402
+utils.eventlet_monkey_patch()
+import eventlet                             # noqa: E402
+from swift.common import wsgi               # noqa: E402
 
-sys.exit(run_wsgi(sys.argv[2], sys.argv[3], verbose=True))
+etc = os.path.dirname(os.path.abspath(args[0]))
+kinds = ("account", "container", "object")
+if ring_ports:
+    from swift.common.ring import RingBuilder
+    for kind, port in zip(kinds, ring_ports):
+        builder = RingBuilder(6, 1, 1)
+        builder.add_dev({"region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port),
+                         "device": "d1", "weight": 1.0, "meta": ""})
+        builder.rebalance()
+        builder.save("%s/%s.builder" % (etc, kind))
+        builder.get_ring().save("%s/%s.ring.gz" % (etc, kind))     # atomic (rename)
+else:
+    deadline = time.time() + 30
+    while not all(os.path.exists("%s/%s.ring.gz" % (etc, k)) for k in kinds):
+        if time.time() > deadline:
+            sys.exit("run-servers: no rings in %s after 30 s" % etc)
+        time.sleep(0.05)
+
+
+def serve(path):
+    try:
+        section = os.path.basename(path)[:-len(".conf")]
+        conf, logger, log_name = wsgi._initrp(path, section, verbose=True)
+        sock = wsgi.get_socket(conf)
+        wsgi.run_server(conf, logger, sock, global_conf={"log_name": log_name})
+    except BaseException:
+        traceback.print_exc()
+    sys.stderr.flush()
+    os._exit(1)     # one server gone takes the process down, so the wrapper sees it
+
+
+# run_server() picks eventlet's hub each time, and a new hub drops the green threads already
+# scheduled on the old one: pick it here once for this thread (tpool's threads still get one)
+eventlet.hubs.use_hub(wsgi.get_hub())
+_use_hub = eventlet.hubs.use_hub
+
+
+def use_hub_once(*args, **kwargs):
+    if not hasattr(eventlet.hubs._threadlocal, "hub"):
+        _use_hub(*args, **kwargs)
+
+
+eventlet.hubs.use_hub = use_hub_once
+servers = [eventlet.spawn(serve, path) for path in args[1:]]
+for server in servers:
+    server.wait()
 EOF
 	cat >"$E/swift/s3jobfs_cache.py" <<'EOF'
 # s3jobfs_cache.py - the proxy's `cache` filter without memcached: a dict in its one process.
@@ -220,22 +304,6 @@ def filter_factory(global_conf, **local_conf):
         return handle
     return cache_filter
 EOF
-	cat >"$E/swift/make-rings.py" <<'EOF'
-# make-rings.py ETC DEVICE ACCOUNT_PORT CONTAINER_PORT OBJECT_PORT - one-device, one-replica
-# rings; what `swift-ring-builder X create 6 1 1; add; rebalance` does, in one process
-import sys
-
-from swift.common.ring import RingBuilder
-
-etc, device = sys.argv[1], sys.argv[2]
-for kind, port in zip(("account", "container", "object"), sys.argv[3:6]):
-    builder = RingBuilder(6, 1, 1)
-    builder.add_dev({"region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port),
-                     "device": device, "weight": 1.0, "meta": ""})
-    builder.rebalance()
-    builder.save("%s/%s.builder" % (etc, kind))
-    builder.get_ring().save("%s/%s.ring.gz" % (etc, kind))
-EOF
 	cat >"$etc/swift.conf" <<EOF
 [swift-hash]
 swift_hash_path_suffix = s3jobfs-test-$RANDOM$RANDOM
@@ -288,7 +356,7 @@ swift_dir = $etc
 log_level = INFO
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl s3api tempauth copy slo dlo proxy-logging proxy-server
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl s3api tempauth copy slo dlo versioned_writes proxy-logging proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -338,59 +406,52 @@ use = egg:swift#copy
 
 [filter:dlo]
 use = egg:swift#dlo
+
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
 EOF
-	"$PY" "$E/swift/make-rings.py" "$etc" d1 \
-		"$SWIFT_ACCOUNT_PORT" "$SWIFT_CONTAINER_PORT" "$SWIFT_OBJECT_PORT" \
-		>>"$E/log/swift-setup.log" 2>&1
 }
 
-swift_server() {    # swift_server KIND: start one server
-	spawn "swift-$1" "$E/log/swift-$1.log" "$PY" "$E/swift/run-server.py" \
-		"$E/swift/etc/swift.conf" "$E/swift/etc/$1-server.conf" "$1-server"
+swift_proxy_launch() {
+	spawn swift-proxy "$E/log/swift-proxy.log" "$PY" "$E/swift/run-servers.py" \
+		"$E/swift/etc/swift.conf" "$E/swift/etc/proxy-server.conf"
 }
 
 swift_launch() {
-	local kind
-	swift_mark=()
-	swift_write_files || fail swift "$E/log/swift-setup.log" "could not build the rings"
-	for kind in account container object proxy; do
-		swift_mark+=("$(log_mark "$E/log/swift-$kind.log")")
-		swift_server "$kind"
+	swift_write_files
+	swift_mark=("$(log_mark "$E/log/swift-backends.log")" "$(log_mark "$E/log/swift-proxy.log")")
+	spawn swift-backends "$E/log/swift-backends.log" "$PY" "$E/swift/run-servers.py" \
+		--rings "$SWIFT_ACCOUNT_PORT,$SWIFT_CONTAINER_PORT,$SWIFT_OBJECT_PORT" \
+		"$E/swift/etc/swift.conf" "$E/swift/etc/account-server.conf" \
+		"$E/swift/etc/container-server.conf" "$E/swift/etc/object-server.conf"
+	swift_proxy_launch
+}
+
+swift_proxy_ready() { http_ok "http://127.0.0.1:$SWIFT_PROXY_PORT/healthcheck"; }
+swift_backends_ready() {
+	local p
+	for p in "$SWIFT_ACCOUNT_PORT" "$SWIFT_CONTAINER_PORT" "$SWIFT_OBJECT_PORT"; do
+		http_ok "http://127.0.0.1:$p/healthcheck" || return 1
 	done
 }
 
-swift_port() {
-	case $1 in
-	account) echo "$SWIFT_ACCOUNT_PORT" ;;
-	container) echo "$SWIFT_CONTAINER_PORT" ;;
-	object) echo "$SWIFT_OBJECT_PORT" ;;
-	proxy) echo "$SWIFT_PROXY_PORT" ;;
-	esac
-}
-
-# swift_wait: every server answers its healthcheck (sets swift_bad to the one that did not)
+# swift_wait: all four servers answer their healthcheck (swift_bad: the process that did not)
 swift_wait() {
-	local kind rc
-	for kind in proxy account container object; do
-		wait_ready "swift-$kind" 30 http_ok "http://127.0.0.1:$(swift_port "$kind")/healthcheck"
-		rc=$?
-		[ "$rc" -eq 0 ] || { swift_bad=$kind; return "$rc"; }
-	done
+	local rc
+	wait_ready swift-backends 30 swift_backends_ready
+	rc=$?
+	[ "$rc" -eq 0 ] || { swift_bad=backends; return "$rc"; }
+	wait_ready swift-proxy 30 swift_proxy_ready
+	rc=$?
+	[ "$rc" -eq 0 ] || { swift_bad=proxy; return "$rc"; }
 }
 
 swift_clash() {
-	local i=0 kind
-	for kind in account container object proxy; do
-		port_clash "$E/log/swift-$kind.log" "${swift_mark[$i]}" && return 0
-		i=$((i + 1))
-	done
-	return 1
+	port_clash "$E/log/swift-backends.log" "${swift_mark[0]}" ||
+		port_clash "$E/log/swift-proxy.log" "${swift_mark[1]}"
 }
 
-swift_stop() {
-	local kind
-	for kind in proxy object container account; do stop_group "swift-$kind"; done
-}
+swift_stop() { stop_group swift-proxy swift-backends; }
 
 # swift_buckets: create both buckets through s3api, retrying (5 s at most) only while the
 # proxy has no answer or answers 503 (e.g. the account being auto-created)
@@ -483,6 +544,7 @@ internal() {
 		;;
 	pg-start)
 		[ -n "$PG_PORT" ] || { echo "pg-start: PostgreSQL is not set up here" >&2; exit 1; }
+		pg_ctl_as status >/dev/null 2>&1 && exit 0
 		pg_launch || { echo "pg-start: failed, see $E/log/postgres.log" >&2; exit 1; }
 		;;
 	s3rver-stop) stop_group s3rver ;;
@@ -496,8 +558,8 @@ internal() {
 	swift-start)
 		[ -n "$SWIFT_PROXY_PORT" ] || { echo "swift-start: Swift is not set up here" >&2; exit 1; }
 		stop_group swift-proxy
-		swift_server proxy
-		wait_ready swift-proxy 30 http_ok "http://127.0.0.1:$SWIFT_PROXY_PORT/healthcheck" ||
+		swift_proxy_launch
+		wait_ready swift-proxy 30 swift_proxy_ready ||
 			{ echo "swift-start: failed, see $E/log/swift-proxy.log" >&2; exit 1; }
 		;;
 	*) echo "with-env.sh: unknown internal action '$action'" >&2; exit 2 ;;
@@ -516,8 +578,9 @@ usage: s3req [-i] [-o FILE] [-H 'Name: value']... [--secret-key KEY] TARGET METH
 
 TARGET is swift or s3rver: endpoint, keys and region come from SWIFT_* or S3RVER_* variables
 (--endpoint, --access-key, --secret-key, --region override them). PATH is /bucket[/key][?query],
-not yet percent-encoded. -i prints the status line and headers before the body. -H headers are
-signed. Exit status: 0 on 2xx, 1 on any other HTTP status, 2 when there was no answer.
+not yet percent-encoded (so a key cannot hold a '?'). -i prints the status line and headers before the body. -H headers are
+signed; an x-amz-content-sha256 given so (e.g. UNSIGNED-PAYLOAD) replaces the body's hash.
+Exit status: 0 on 2xx, 1 on any other HTTP status, 2 when there was no answer.
 """
 import argparse
 import datetime
@@ -537,8 +600,9 @@ def sign(method, host, path, query, headers, body, access_key, secret_key, regio
     amz_date = datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
     hdrs = {k.strip().lower(): " ".join(v.split()) for k, v in headers.items()}
-    hdrs.update({"host": host, "x-amz-date": amz_date,
-                 "x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
+    hdrs.update({"host": host, "x-amz-date": amz_date})
+    # -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' (or a wrong hash) is sent and signed as given
+    hdrs.setdefault("x-amz-content-sha256", hashlib.sha256(body).hexdigest())
     names = sorted(hdrs)
     canonical = "\n".join([
         method, quote(path, "/"),
@@ -600,13 +664,16 @@ def main():
         print("s3req: %s %s: %s" % (a.method, endpoint, e), file=sys.stderr)
         return 2
     out = open(a.o, "wb") if a.o else sys.stdout.buffer
-    if a.i:
-        out.write(("HTTP %d %s\n" % (resp.status, resp.reason)).encode())
-        for k, v in resp.getheaders():
-            out.write(("%s: %s\n" % (k, v)).encode())
-        out.write(b"\n")
-    out.write(data)
-    out.flush()
+    try:
+        if a.i:
+            out.write(("HTTP %d %s\n" % (resp.status, resp.reason)).encode())
+            for k, v in resp.getheaders():
+                out.write(("%s: %s\n" % (k, v)).encode())
+            out.write(b"\n")
+        out.write(data)
+        out.flush()
+    except BrokenPipeError:             # e.g. | head -1
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0 if 200 <= resp.status < 300 else 1
 
 
@@ -628,12 +695,13 @@ cleanup() {
 	if [ -n "${E:-}" ] && [ -d "$E" ]; then
 		[ -n "$child" ] && kill_tree "$child"
 		pg_stop immediate
-		local f
+		local f names=()
 		for f in "$E"/run/*.pid; do
 			[ -f "$f" ] || continue
 			f=${f##*/}
-			stop_group "${f%.pid}"
+			names+=("${f%.pid}")
 		done
+		stop_group "${names[@]}"
 		if [ "${S3JOBFS_TEST_ENV_KEEP:-}" = 1 ]; then
 			say "kept $E"
 		else
@@ -684,11 +752,11 @@ if [ "${1:-}" = --internal ]; then
 	exit
 fi
 
-# A shell started with SIGINT ignored (any `cmd &` from a script) cannot trap it: start again
-# with it at its default so `kill -INT` cleans up as it should.
+# A shell started with SIGINT ignored (any `cmd &` from a script) cannot trap it, nor give
+# COMMAND a default SIGINT or SIGQUIT: start again with INT, QUIT and TERM at their defaults.
 ign=$(awk '/^SigIgn:/ { print $2 }' /proc/$$/status 2>/dev/null)
-if [ -n "$ign" ] && (((16#$ign & 0x4002) != 0)) && [ -z "${S3JOBFS_WITH_ENV_REEXEC:-}" ]; then
-	S3JOBFS_WITH_ENV_REEXEC=1 exec env --default-signal=INT,TERM "$BASH" "$self" "$@"
+if [ -n "$ign" ] && (((16#$ign & 0x4006) != 0)) && [ -z "${S3JOBFS_WITH_ENV_REEXEC:-}" ]; then
+	S3JOBFS_WITH_ENV_REEXEC=1 exec env --default-signal=INT,QUIT,TERM "$BASH" "$self" "$@"
 fi
 unset S3JOBFS_WITH_ENV_REEXEC
 
@@ -699,7 +767,7 @@ while [ $# -gt 0 ]; do
 	--no-swift) use_swift= ;;
 	--no-pg) use_pg= ;;
 	--) shift; break ;;
-	-h | --help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$self"; exit 0 ;;
+	-h | --help) sed -n '2,/^set -uo/{/^set -uo/d;/^# shellcheck/d;s/^# \{0,1\}//;p}' "$self"; exit 0 ;;
 	-*) echo "with-env.sh: unknown option '$1'" >&2; exit 2 ;;
 	*) break ;;
 	esac
@@ -719,12 +787,13 @@ E=$(mktemp -d "${TMPDIR:-/tmp}/s3jobfs-env.XXXXXX") || { say "cannot make a temp
 chmod 755 "$E"          # the postgres user must reach its data dir in here
 mkdir -p "$E/run" "$E/log"
 export S3JOBFS_TEST_ENV_DIR=$E
-S3RVER_PORT= SWIFT_PROXY_PORT= SWIFT_ACCOUNT_PORT= SWIFT_CONTAINER_PORT= SWIFT_OBJECT_PORT= PG_PORT=
+S3RVER_PORT='' SWIFT_PROXY_PORT='' SWIFT_ACCOUNT_PORT='' SWIFT_CONTAINER_PORT='' SWIFT_OBJECT_PORT=''
+PG_PORT=''
 services=()
 
 [ -z "$use_s3rver" ] || [ -x "$s3rver_bin" ] ||
 	fail s3rver /dev/null "$s3rver_bin is missing (run scripts/deps.sh)"
-[ -z "$use_swift" ] || "$PY" -c 'import swift' 2>/dev/null ||
+[ -z "$use_swift" ] || [ -x /usr/bin/swift-proxy-server ] ||
 	fail swift /dev/null "the swift Python modules are missing (run scripts/deps.sh)"
 [ -z "$use_pg" ] || [ -x "$PGBIN/initdb" ] ||
 	fail postgresql /dev/null "$PGBIN/initdb is missing (run scripts/deps.sh)"
@@ -780,7 +849,7 @@ if [ -n "$use_swift" ]; then
 		rc=$?
 		swift_stop
 		swift_clash && [ "$try" -lt 5 ] ||
-			fail swift "$E/log/swift-$swift_bad.log" "$swift_bad server: $(
+			fail swift "$E/log/swift-$swift_bad.log" "$swift_bad: $(
 				[ "$rc" -eq 1 ] && echo "no healthcheck answer in 30 s" || echo "it exited")"
 		read -r SWIFT_PROXY_PORT SWIFT_ACCOUNT_PORT SWIFT_CONTAINER_PORT SWIFT_OBJECT_PORT \
 			<<<"$(free_ports 4)"

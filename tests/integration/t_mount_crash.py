@@ -8,10 +8,16 @@ Cases (s3rver and Swift unless noted):
                       multipart upload is open; on s3rver: once the first object appeared);
                       fusermount3 -uz; a new mount on the same cache dir uploads every file byte
                       for byte and nothing else; on Swift no multipart upload under the prefix
-                      stays open (ListMultipartUploads).
+                      stays open (ListMultipartUploads), and what was in S3 right after the kill
+                      was whole (sub-check no_partial_at_kill; skipped on s3rver, which keeps
+                      the received part of a PUT whose connection dropped).
   kill_after_close    upload-on-completion mount: a job written and closed, kill -9 at once;
                       remount on the same cache dir: the files read back through the new mount,
                       nothing is in S3 yet; `s3jobfs complete` uploads all of them.
+  kill_after_complete upload-on-completion: `s3jobfs complete` acknowledged, kill -9 at once:
+                      the new mount uploads the job without a second complete.
+  kill_after_changes  three uploaded files; unlink, rename, overwrite; kill -9 at once: after
+                      the remount S3 holds exactly the new state (read back through it too).
   stale_mountpoint    (s3rver) kill -9, then at once `s3jobfs mount` on the same (dead, ENOTCONN)
                       mountpoint without unmounting first: it replaces the dead mount (not
                       stacked on it), a file written before the kill reads back and is
@@ -46,6 +52,17 @@ def wait_uploads_closed(ctx, timeout=60):
                 % (len(last), ctx.prefix, timeout, last[:3]))
 
 
+def check_no_partial(ctx, job, want):
+    """Sub-check: what is in S3 right after the kill is whole, never a part of a file."""
+    with ctx.soft("no_partial_at_kill"):
+        exp = {job + "/" + k: v for k, v in ml.digest_map(want).items()}
+        present = {k[len(ctx.prefix):]: v for k, v in ctx.s3.list(ctx.prefix).items()}
+        ml.check_s3(ctx.s3, ctx.prefix, {k: exp[k] for k in present if k in exp}, exact=False,
+                    what="objects present right after kill -9")
+        ml.check(set(present) <= set(exp), "unexpected objects after kill -9: %s"
+                 % sorted(set(present) - set(exp))[:3])
+
+
 @T.case("kill_mid_upload", servers=ml.SERVERS, timeout=420)
 def kill_mid_upload(ctx):
     env = {"S3_MULTIPART_PART_SIZE": "5MiB", "S3_MULTIPART_THRESHOLD": "16MiB",
@@ -73,13 +90,12 @@ def kill_mid_upload(ctx):
                     "", interval=0.05)
     in_s3 = ctx.s3.list(ctx.prefix)
     m.kill9()
-    with ctx.soft("no_partial_at_kill"):     # what was in S3 at the kill is whole, never a part
-        exp = {job + "/" + k: v for k, v in ml.digest_map(want).items()}
-        present = {k[len(ctx.prefix):]: v for k, v in ctx.s3.list(ctx.prefix).items()}
-        ml.check_s3(ctx.s3, ctx.prefix, {k: exp[k] for k in present if k in exp}, exact=False,
-                    what="objects present right after kill -9")
-        ml.check(set(present) <= set(exp), "unexpected objects after kill -9: %s"
-                 % sorted(set(present) - set(exp))[:3])
+    if ctx.server == "s3rver":
+        T.report("SKIP", ctx.label("no_partial_at_kill"), "s3rver 3.7.1 stores the received part of "
+                 "a PUT whose connection dropped (even with Content-Length), so a kill -9 mid-PUT "
+                 "leaves a short object there until the remount re-uploads it")
+    else:
+        check_no_partial(ctx, job, want)
     print("# killed with %d of %d objects in S3; big object %s"
           % (len(in_s3), len(want), "already complete" if big_key in in_s3 else "not yet complete"))
     if big_key in in_s3:
@@ -116,6 +132,56 @@ def kill_after_close(ctx):
     m2.complete(job)
     ml.wait_s3(ctx.s3, ctx.prefix, {job + "/" + k: v for k, v in ml.digest_map(want).items()},
                timeout=120, what="objects after kill -9, remount and complete")
+    ctx.step("umount")
+    m2.umount()
+
+
+@T.case("kill_after_complete", servers=ml.SERVERS, timeout=180)
+def kill_after_complete(ctx):
+    """Upload-on-completion: `s3jobfs complete` acknowledged, kill -9 at once; the new mount
+    uploads the job without being told again (the completion survives the crash)."""
+    env = {"S3JOBFS_UPLOAD_CONCURRENCY": "1"}
+    m = ctx.mount(on_completion=True, env=env)
+    job = ml.job_name()
+    want = {"f%d.bin" % i: os.urandom(4 * MiB) for i in range(8)}
+    for rel, data in want.items():
+        ml.write_file(os.path.join(m.mnt, job, rel), data)
+    m.complete(job)
+    m.kill9()
+    print("# killed with %d of %d objects in S3" % (len(ctx.s3.list(ctx.prefix)), len(want)))
+    ml.lazy_unmount(m.mnt)
+    ctx.step("remount on the same cache dir")
+    m2 = ctx.mount(on_completion=True, env=env)
+    ml.wait_s3(ctx.s3, ctx.prefix, {job + "/" + k: v for k, v in ml.digest_map(want).items()},
+               timeout=60, what="objects after complete, kill -9 and remount (no second complete)")
+    ctx.step("umount")
+    m2.umount()
+
+
+@T.case("kill_after_changes", servers=ml.SERVERS, timeout=120)
+def kill_after_changes(ctx):
+    """Upload-on-close: three uploaded files; unlink one, rename one, overwrite one, kill -9
+    at once; after the remount S3 holds exactly the new state."""
+    m = ctx.mount(on_completion=False)
+    job = ml.job_name()
+    d = os.path.join(m.mnt, job)
+    old = {"a.txt": b"a" * 1000, "b.txt": b"b" * 2000, "c.txt": b"c" * 3000}
+    for rel, data in old.items():
+        ml.write_file(os.path.join(d, rel), data)
+    ml.fsync_dir(d)
+    ml.check_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map(old), what="objects before the changes")
+    ctx.step("unlink a.txt, rename b.txt, overwrite c.txt")
+    os.unlink(os.path.join(d, "a.txt"))
+    os.rename(os.path.join(d, "b.txt"), os.path.join(d, "sub_b.txt"))
+    ml.write_file(os.path.join(d, "c.txt"), b"C" * 500)
+    m.kill9()
+    ml.lazy_unmount(m.mnt)
+    ctx.step("remount on the same cache dir")
+    m2 = ctx.mount(on_completion=False)
+    new = {"sub_b.txt": old["b.txt"], "c.txt": b"C" * 500}
+    ml.check_tree(os.path.join(m2.mnt, job), new, "the job through the new mount")
+    ml.wait_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map(new), timeout=30,
+               what="objects after unlink/rename/overwrite, kill -9 and remount")
     ctx.step("umount")
     m2.umount()
 

@@ -9,6 +9,9 @@ Cases (s3rver unless noted; list_2100 and read_only run on Swift, see S3RVER_LIS
   list_error       (s3rver) listdir() of a directory of 1,001 objects gives all of them or an
                    error, never a silently partial list (s3rver answers the second page of
                    ListObjectsV2 with HTTP 500, see S3RVER_LISTING).
+  list_outage      (s3rver) with the server stopped (s3rver-stop), listdir() of a directory not
+                   listed before and read() of a file not cached fail instead of succeeding
+                   empty; after s3rver-start they work.
   read_only        a --read-only mount of the same prefix lists and reads them; creating,
                    writing, truncating, mkdir, unlink, rename, chmod, utime fail with EROFS
                    and S3 is unchanged.
@@ -192,6 +195,48 @@ def list_error(ctx):
     else:
         ml.check(len(got) == 1001, "listdir of a directory of 1,001 objects succeeded with %d "
                  "entries (no error)" % len(got))
+    ctx.step("umount")
+    m.umount()
+
+
+@T.case("list_outage", timeout=90)
+def list_outage(ctx):
+    """With the server down (s3rver-stop), listdir() of a directory not listed before and read()
+    of a file not cached fail; they do not succeed empty. After s3rver-start both work."""
+    tool = os.path.join(os.environ["S3JOBFS_TEST_ENV_DIR"], "s3rver-%s")
+    files = {"dir/f%d.txt" % i: b"content %d" % i for i in range(5)}
+    files["other/g.txt"] = b"g"
+    ctx.s3.put_many([(ctx.prefix + k, v) for k, v in files.items()])
+    m = ctx.mount(env={"S3_MAX_RETRIES": "1", "S3_CONNECT_TIMEOUT": "2"})
+    ml.check_eq(sorted(os.listdir(m.mnt)), ["dir", "other"], "listdir of the mount root")
+    ctx.step("s3rver-stop")
+    subprocess.run([tool % "stop"], check=True, timeout=30, stdout=subprocess.DEVNULL)
+    down = [True]
+
+    def restart():
+        if down[0]:
+            subprocess.run([tool % "start"], check=True, timeout=60, stdout=subprocess.DEVNULL)
+            down[0] = False
+    ctx.defer(restart)
+    probs = []
+    try:
+        got = os.listdir(os.path.join(m.mnt, "dir"))
+        if sorted(got) != ["f%d.txt" % i for i in range(5)]:
+            probs.append("listdir(dir) with the server down succeeded with %s" % got)
+    except OSError as e:
+        print("# listdir(dir) with the server down: %s" % ml.errname(e))
+    try:
+        data = ml.read_file(os.path.join(m.mnt, "other", "g.txt"))
+        if data != b"g":
+            probs.append("read of other/g.txt with the server down succeeded with %r" % data)
+    except OSError as e:
+        print("# read of other/g.txt with the server down: %s" % ml.errname(e))
+    ctx.step("s3rver-start")
+    restart()
+    ml.check(not probs, "; ".join(probs))
+    ml.wait_for(lambda: sorted(os.listdir(os.path.join(m.mnt, "dir"))) == ["f%d.txt" % i for i in range(5)],
+                15, "listdir(dir) does not show the 5 objects 15 s after s3rver-start")
+    ml.check_eq(ml.read_file(os.path.join(m.mnt, "other", "g.txt")), b"g", "other/g.txt after s3rver-start")
     ctx.step("umount")
     m.umount()
 

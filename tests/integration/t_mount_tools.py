@@ -26,6 +26,7 @@ temp files) no other object is under the job's prefix.
   mkdir_rmdir             mkdir -p, rmdir, ENOTEMPTY, ENOENT
   unlink_uploaded         rm of an uploaded file deletes the object; it does not come back
   rename_uploaded         rename of an uploaded file moves the object (also to another dir)
+  rename_after_unlink     unlink of an uploaded file, then at once rename of another one
   rename_before_upload    rename of a file not yet uploaded: only the new key ever appears
   delete_before_upload    (on-completion mount) write, delete, complete: never uploaded
 """
@@ -565,6 +566,25 @@ def rename_uploaded(ctx):
     ml.wait_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map({"sub/new.bin": data}), timeout=15,
                what="objects after rename old.bin -> sub/new.bin")
     ml.check_eq(sorted(os.listdir(d)), ["sub"], "listdir of the job after the objects moved")
+    finish(ctx, m)
+
+
+@T.case("rename_after_unlink", timeout=60)
+def rename_after_unlink(ctx):
+    """unlink of one uploaded file, then at once rename of another in the same directory."""
+    m, job, d = start(ctx)
+    for rel in ("a.txt", "b.txt"):
+        ml.write_file(os.path.join(d, rel), rel.encode() * 100)
+    ml.fsync_dir(d)
+    os.unlink(os.path.join(d, "a.txt"))
+    try:
+        os.rename(os.path.join(d, "b.txt"), os.path.join(d, "b2.txt"))
+    except OSError as e:
+        ml.fail("rename b.txt -> b2.txt right after unlink a.txt (both uploaded) failed with %s; "
+                "listdir then shows %s" % (ml.errname(e), sorted(os.listdir(d))))
+    ml.check_eq(sorted(os.listdir(d)), ["b2.txt"], "listdir after unlink a.txt, rename b.txt")
+    ml.wait_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map({"b2.txt": b"b.txt" * 100}), timeout=15,
+               what="objects after unlink a.txt and rename b.txt -> b2.txt")
     finish(ctx, m)
 
 
