@@ -2031,8 +2031,10 @@ int cache_rename(struct cache *c, const char *from, const char *to, unsigned int
 	rlist_invalidate(c, to);
 	pthread_mutex_unlock(&c->lock);
 	/* objects only in S3 (evicted, or from another session) are copied server-side */
-	if (remote && c->cfg->s3_enabled)
-		rc = rename_remote(c, from, to, S_ISDIR(remote ? rst.st_mode : st.st_mode));
+	/* objects only in S3 (evicted, or from another session) are copied server-side; a staged
+	 * file is simply uploaded again under its new name (rename_nodes) */
+	if (remote && c->cfg->s3_enabled && (S_ISDIR(rst.st_mode) || !local))
+		rc = rename_remote(c, from, to, S_ISDIR(rst.st_mode));
 	pthread_mutex_lock(&c->lock);
 	{
 		struct rlist *l, *lt;
@@ -2520,6 +2522,8 @@ int cache_open(struct cache **out, const struct cache_params *p)
 		/* the pid is informational only */
 	}
 	rc = open_subdir(c->dir_fd, "data", &c->data_fd);
+	if (rc == 0)
+		fchmod(c->data_fd, 0755);	/* the mount's root; the cache dir itself stays 0700 */
 	if (rc == 0)
 		rc = open_subdir(c->dir_fd, "tmp", &c->tmp_fd);
 	if (rc)

@@ -1168,6 +1168,18 @@ int s3_mpu_upload_part(struct s3_client *c, const char *bucket, const char *key,
 	return rc;
 }
 
+/* A 2xx answer whose body is an error document (or unreadable): copy S3's code into err. */
+static int body_error(int rc, const struct s3_error *e2, struct s3_error *err)
+{
+	if (!rc)
+		return 0;
+	if (err) {
+		snprintf(err->code, sizeof(err->code), "%s", e2->code[0] ? e2->code : "MalformedResponse");
+		snprintf(err->message, sizeof(err->message), "%s", e2->message);
+	}
+	return -EIO;
+}
+
 int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, const char *upload_id,
 		    const struct s3_part *parts, size_t n, char *etag_out, struct s3_error *err)
 {
@@ -1193,14 +1205,8 @@ int s3_mpu_complete(struct s3_client *c, const char *bucket, const char *key, co
 	if (!rc) {
 		struct s3_error e2 = { 0 };
 
-		rc = s3_xml_parse_complete(r.out ? r.out : "", r.out_len, etag, &e2);
-		if (rc && err) {
-			/* a 200 carrying an Error document */
-			snprintf(err->code, sizeof(err->code), "%s", e2.code[0] ? e2.code : "MalformedResponse");
-			snprintf(err->message, sizeof(err->message), "%s", e2.message);
-		}
-		if (rc)
-			rc = -EIO;
+		/* S3 may answer 200 with an Error document */
+		rc = body_error(s3_xml_parse_complete(r.out ? r.out : "", r.out_len, etag, &e2), &e2, err);
 	}
 	if (!rc && etag_out)
 		snprintf(etag_out, 72, "%s", etag);
@@ -1596,13 +1602,7 @@ int s3_delete_objects(struct s3_client *c, const char *bucket, const char *const
 			struct s3_error e2 = { 0 };
 
 			rc = s3_xml_parse_delete(r.out ? r.out : "", r.out_len, &n_err, &e2);
-			if (rc == -EIO || (!rc && n_err)) {
-				rc = -EIO;
-				if (err) {
-					snprintf(err->code, sizeof(err->code), "%s", e2.code);
-					snprintf(err->message, sizeof(err->message), "%s", e2.message);
-				}
-			}
+			rc = body_error(rc || n_err ? -EIO : 0, &e2, err);
 		}
 		req_release(&r);
 		free(body);
@@ -1628,13 +1628,7 @@ int s3_copy_object(struct s3_client *c, const char *src_bucket, const char *src_
 	if (!rc) {
 		struct s3_error e2 = { 0 };
 
-		rc = s3_xml_parse_copy(r.out ? r.out : "", r.out_len, etag, &e2);
-		if (rc && err) {
-			snprintf(err->code, sizeof(err->code), "%s", e2.code[0] ? e2.code : "MalformedResponse");
-			snprintf(err->message, sizeof(err->message), "%s", e2.message);
-		}
-		if (rc)
-			rc = -EIO;
+		rc = body_error(s3_xml_parse_copy(r.out ? r.out : "", r.out_len, etag, &e2), &e2, err);
 	}
 	req_release(&r);
 	free(esrc);

@@ -170,8 +170,7 @@ s3rver_wait() { wait_ready s3rver 20 http_up "http://127.0.0.1:$S3RVER_PORT/"; }
 # swift-proxy (s3api); both run E/swift/run-servers.py.
 
 swift_write_files() {
-	local etc=$E/swift/etc user
-	user=$(id -un)
+	local etc=$E/swift/etc
 	mkdir -p "$etc" "$E/swift/srv/d1"
 	cat >"$E/swift/run-servers.py" <<'EOF'
 # run-servers.py [--rings A,C,O] SWIFT_CONF SERVER_CONF... - run Swift WSGI servers in one
@@ -328,7 +327,6 @@ bind_ip = 127.0.0.1
 bind_port = $port
 bind_timeout = 2
 workers = 0
-user = $user
 swift_dir = $etc
 devices = $E/swift/srv
 mount_check = false
@@ -351,7 +349,6 @@ bind_ip = 127.0.0.1
 bind_port = $SWIFT_PROXY_PORT
 bind_timeout = 2
 workers = 0
-user = $user
 swift_dir = $etc
 log_level = INFO
 
@@ -752,11 +749,11 @@ if [ "${1:-}" = --internal ]; then
 	exit
 fi
 
-# A shell started with SIGINT ignored (any `cmd &` from a script) cannot trap it, nor give
-# COMMAND a default SIGINT or SIGQUIT: start again with INT, QUIT and TERM at their defaults.
+# A shell started with SIGINT ignored (any `cmd &` from a script) cannot trap it: start again
+# with INT and TERM at their defaults, so that `kill -INT` cleans up as it should.
 ign=$(awk '/^SigIgn:/ { print $2 }' /proc/$$/status 2>/dev/null)
-if [ -n "$ign" ] && (((16#$ign & 0x4006) != 0)) && [ -z "${S3JOBFS_WITH_ENV_REEXEC:-}" ]; then
-	S3JOBFS_WITH_ENV_REEXEC=1 exec env --default-signal=INT,QUIT,TERM "$BASH" "$self" "$@"
+if [ -n "$ign" ] && (((16#$ign & 0x4002) != 0)) && [ -z "${S3JOBFS_WITH_ENV_REEXEC:-}" ]; then
+	S3JOBFS_WITH_ENV_REEXEC=1 exec env --default-signal=INT,TERM "$BASH" "$self" "$@"
 fi
 unset S3JOBFS_WITH_ENV_REEXEC
 
@@ -878,13 +875,10 @@ done >"$E/env.sh"
 
 # Run COMMAND in the background so a signal to us is handled at once (a foreground child
 # would delay the trap until it ends), with our stdin, and with SIGINT and SIGQUIT at their
-# defaults (bash ignores them in background commands, and FUSE and Python keep an inherited
-# ignore).
+# defaults (bash ignores them in background commands, and libfuse and Python keep an
+# inherited ignore: a test's `kill -INT` of its daemon would do nothing).
 { exec 3<&0; } 2>/dev/null || exec 3</dev/null
-(
-	trap - INT QUIT
-	exec "$@" <&3 3<&-
-) &
+env --default-signal=INT,QUIT "$@" <&3 3<&- &
 child=$!
 exec 3<&-
 wait "$child"
