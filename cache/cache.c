@@ -128,6 +128,11 @@ struct rlist {
 	UT_hash_handle hh;
 };
 
+struct fresh_dir {			/* made here while S3 had nothing at that name */
+	char *path;
+	UT_hash_handle hh;
+};
+
 struct clean_rec {			/* journal C record, during replay only */
 	char *path;
 	uint64_t size, mtime_ns, ctime_ns, ino;
@@ -154,6 +159,8 @@ struct cache {
 	struct open_mpu *mpus;		/* protected by lock: to abort at start */
 	struct rlist *rlists;		/* protected by lock: listing cache */
 	uint64_t rlist_epoch;		/* protected by lock: bumped when S3 changes under us */
+	struct fresh_dir *fresh;	/* protected by lock: dirs with nothing in S3 but ours, so
+					 * creating files in them never asks S3 (the writer's path) */
 	int uploading;			/* protected by lock */
 	bool stopping;			/* protected by lock */
 	uint64_t tmp_seq;		/* protected by lock */
@@ -576,6 +583,13 @@ static int rlist_get(struct cache *c, const char *rel, struct rlist **out)
 	*out = NULL;
 	if (!c->cfg->s3_enabled)
 		return 0;
+	{
+		struct fresh_dir *fd;
+
+		HASH_FIND_STR(c->fresh, rel, fd);
+		if (fd)
+			return 0;	/* nothing in S3 but what we upload, and that is staged */
+	}
 	HASH_FIND_STR(c->rlists, rel, l);
 	if (l && now_ms() - l->fetched_ms < DIR_TTL_MS) {
 		*out = l;
@@ -606,6 +620,75 @@ static const struct rlist_entry *rlist_find(const struct rlist *l, const char *n
 	if (!l || !l->n)
 		return NULL;
 	return bsearch(&key, l->e, l->n, sizeof(*l->e), rl_cmp);
+}
+
+/* Is the directory holding rel one we made while S3 had nothing there? Under c->lock. */
+static bool parent_fresh(struct cache *c, const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+	struct fresh_dir *fd;
+
+	if (!slash)
+		return false;
+	HASH_FIND(hh, c->fresh, rel, (size_t)(slash - rel), fd);
+	return fd != NULL;
+}
+
+static void fresh_add(struct cache *c, const char *rel)
+{
+	struct fresh_dir *fd;
+
+	HASH_FIND_STR(c->fresh, rel, fd);
+	if (fd || !(fd = calloc(1, sizeof(*fd))) || !(fd->path = strdup(rel))) {
+		if (fd && !fd->path)
+			free(fd);
+		return;
+	}
+	HASH_ADD_KEYPTR(hh, c->fresh, fd->path, strlen(fd->path), fd);
+}
+
+/* A file under these dirs now lives only in S3 (evicted): they must be listed again. */
+static void fresh_drop_ancestors(struct cache *c, const char *rel)
+{
+	struct fresh_dir *fd, *tmp;
+
+	HASH_ITER(hh, c->fresh, fd, tmp) {
+		if (under(rel, fd->path)) {
+			HASH_DEL(c->fresh, fd);
+			free(fd->path);
+			free(fd);
+		}
+	}
+}
+
+/* Forget freshness of rel and everything under it (renamed or removed). Under c->lock. */
+static void fresh_drop(struct cache *c, const char *rel)
+{
+	struct fresh_dir *fd, *tmp;
+
+	HASH_ITER(hh, c->fresh, fd, tmp) {
+		if (under(fd->path, rel)) {
+			HASH_DEL(c->fresh, fd);
+			free(fd->path);
+			free(fd);
+		}
+	}
+}
+
+/* Does the directory holding rel exist in data/? */
+static bool staged_parent(struct cache *c, const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+	char *parent;
+	struct stat st;
+	bool ok;
+
+	if (!slash)
+		return true;
+	parent = strndup(rel, (size_t)(slash - rel));
+	ok = parent && fstatat(c->data_fd, parent, &st, 0) == 0 && S_ISDIR(st.st_mode);
+	free(parent);
+	return ok;
 }
 
 /* Is the object of rel pending deletion? Under c->lock. */
@@ -650,6 +733,10 @@ static int remote_lookup(struct cache *c, const char *rel, struct stat *st)
 
 	if (!parent)
 		return -ENOMEM;
+	if (parent_fresh(c, rel)) {
+		free(parent);
+		return -ENOENT;
+	}
 	rc = rlist_get(c, parent, &l);
 	free(parent);
 	if (rc)
@@ -843,7 +930,7 @@ int cache_open_handle(struct cache *c, const char *rel, int flags, mode_t mode,
 				goto out;
 		} else if (rc == -ENOENT && !(flags & O_CREAT)) {
 			goto out;
-		} else if (rc && rc != -ENOENT) {
+		} else if (rc && rc != -ENOENT && !((flags & O_CREAT) && staged_parent(c, rel))) {
 			goto out;
 		} else {
 			rc = make_parents(c, rel);
@@ -1359,6 +1446,7 @@ static uint64_t evict(struct cache *c, uint64_t want_free)
 		log_msg(LOG_DEBUG, "evicted clean file", "path=%s bytes=%" PRIu64, f->path, f->size);
 		excess -= f->size < excess ? f->size : excess;
 		freed += f->size;
+		fresh_drop_ancestors(c, f->path);
 		rlist_invalidate(c, f->path);
 		HASH_DEL(c->files, f);
 		f->gone = true;
@@ -1691,6 +1779,8 @@ int cache_getattr(struct cache *c, const char *rel, struct stat *st)
 	pthread_mutex_lock(&c->lock);
 	rc = remote_lookup(c, rel, st);
 	pthread_mutex_unlock(&c->lock);
+	if (rc && rc != -ENOENT && staged_parent(c, rel))
+		rc = -ENOENT;	/* S3 unreachable: the writer goes on with what is staged */
 	return rc;
 }
 
@@ -1791,10 +1881,21 @@ int cache_mkdir(struct cache *c, const char *rel, mode_t mode)
 	pthread_mutex_unlock(&c->lock);
 	if (rc == 0)
 		return -EEXIST;
-	rc = make_parents(c, rel);
-	if (rc)
-		return rc;
-	return mkdirat(c->data_fd, rel, mode) < 0 ? -errno : 0;
+	{
+		bool fresh = rc == -ENOENT;	/* else S3 is unreachable: make it, not fresh */
+
+		rc = make_parents(c, rel);
+		if (rc)
+			return rc;
+		if (mkdirat(c->data_fd, rel, mode) < 0)
+			return -errno;
+		if (fresh) {
+			pthread_mutex_lock(&c->lock);
+			fresh_add(c, rel);
+			pthread_mutex_unlock(&c->lock);
+		}
+	}
+	return 0;
 }
 
 int cache_rmdir(struct cache *c, const char *rel)
@@ -1821,6 +1922,9 @@ int cache_rmdir(struct cache *c, const char *rel)
 		return rc;
 	if (unlinkat(c->data_fd, rel, AT_REMOVEDIR) < 0)
 		return errno == ENOENT && l ? 0 : -errno;
+	pthread_mutex_lock(&c->lock);
+	fresh_drop(c, rel);
+	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
 
@@ -2027,6 +2131,8 @@ int cache_rename(struct cache *c, const char *from, const char *to, unsigned int
 		free(tk);
 	}
 	rename_nodes(c, from, to);
+	fresh_drop(c, from);
+	fresh_drop(c, to);
 	rlist_invalidate(c, from);
 	rlist_invalidate(c, to);
 	pthread_mutex_unlock(&c->lock);
@@ -2684,6 +2790,7 @@ void cache_close(struct cache *c)
 		HASH_DEL(c->rlists, l);
 		rlist_free(l);
 	}
+	fresh_drop(c, "");
 	while (c->mpus) {
 		struct open_mpu *m = c->mpus;
 

@@ -853,6 +853,7 @@ class Suite:
         if not os.access(BIN, os.X_OK):
             problem = "%s is not built" % BIN
         else:
+            self._snapshot_bin()
             r = subprocess.run([BIN, "mount", "--help"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=30)
             if r.returncode != 0:
@@ -879,6 +880,19 @@ class Suite:
         except (SystemExit, KeyboardInterrupt):
             self.failed += 1
         sys.exit(1 if self.failed else 0)
+
+    def _snapshot_bin(self):
+        """Run a private copy of ./s3jobfs, so a rebuild during the run cannot hit a case."""
+        global BIN
+        d = tempfile.mkdtemp(prefix="s3jobfs-bin-")
+        atexit.register(shutil.rmtree, d, True)
+        for _ in range(20):
+            try:
+                shutil.copy2(BIN, os.path.join(d, "s3jobfs"))
+                BIN = os.path.join(d, "s3jobfs")
+                return
+            except OSError:            # being relinked right now
+                time.sleep(0.5)
 
     def _atexit(self):
         ctx = _active["ctx"]
