@@ -123,6 +123,7 @@ struct rlist_entry {
 struct rlist {
 	char *prefix;			/* relative dir, "" for root */
 	uint64_t fetched_ms;
+	int err;			/* the listing failed (kept a few seconds: S3 is down) */
 	struct rlist_entry *e;
 	size_t n;
 	UT_hash_handle hh;
@@ -592,6 +593,8 @@ static int rlist_get(struct cache *c, const char *rel, struct rlist **out)
 	}
 	HASH_FIND_STR(c->rlists, rel, l);
 	if (l && now_ms() - l->fetched_ms < DIR_TTL_MS) {
+		if (l->err)
+			return l->err;
 		*out = l;
 		return 0;
 	}
@@ -599,8 +602,25 @@ static int rlist_get(struct cache *c, const char *rel, struct rlist **out)
 	pthread_mutex_unlock(&c->lock);
 	rc = rlist_fetch(c, rel, &fresh);
 	pthread_mutex_lock(&c->lock);
-	if (rc)
+	if (rc) {
+		/* remember the failure briefly, so a writer creating many files in a directory
+		 * pays for S3 being down once, not once per file */
+		struct rlist *bad = calloc(1, sizeof(*bad));
+
+		if (bad && (bad->prefix = strdup(rel)) != NULL) {
+			bad->err = rc;
+			bad->fetched_ms = now_ms();
+			HASH_FIND_STR(c->rlists, rel, l);
+			if (l) {
+				HASH_DEL(c->rlists, l);
+				rlist_free(l);
+			}
+			HASH_ADD_KEYPTR(hh, c->rlists, bad->prefix, strlen(bad->prefix), bad);
+		} else {
+			free(bad);
+		}
 		return rc;
+	}
 	if (epoch != c->rlist_epoch)
 		fresh->fetched_ms = 0;	/* usable for this call, refetched by the next */
 	HASH_FIND_STR(c->rlists, rel, l);
