@@ -233,9 +233,30 @@ def list_outage(ctx):
     ctx.step("s3rver-start")
     restart()
     ml.check(not probs, "; ".join(probs))
-    ml.wait_for(lambda: sorted(os.listdir(os.path.join(m.mnt, "dir"))) == ["f%d.txt" % i for i in range(5)],
-                15, "listdir(dir) does not show the 5 objects 15 s after s3rver-start")
-    ml.check_eq(ml.read_file(os.path.join(m.mnt, "other", "g.txt")), b"g", "other/g.txt after s3rver-start")
+    last = []
+
+    def listed():
+        try:
+            last[:] = [sorted(os.listdir(os.path.join(m.mnt, "dir")))]
+        except OSError as e:
+            last[:] = [ml.errname(e)]
+        return last[0] == ["f%d.txt" % i for i in range(5)]
+    try:
+        ml.wait_for(listed, 15, "")
+    except ml.Failure:
+        ml.fail("listdir(dir) 15 s after s3rver-start: %s (expected the 5 objects)" % (last[0],))
+
+    def readable():
+        try:
+            last[:] = [ml.read_file(os.path.join(m.mnt, "other", "g.txt"))]
+        except OSError as e:
+            last[:] = [ml.errname(e)]
+        return last[0] == b"g"
+    try:
+        ml.wait_for(readable, 15, "")
+    except ml.Failure:
+        ml.fail("read of other/g.txt (failed during the outage) 15 s after s3rver-start: %r "
+                "(expected b'g'); listdir(dir) had recovered" % (last[0],))
     ctx.step("umount")
     m.umount()
 
