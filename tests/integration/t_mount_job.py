@@ -141,5 +141,20 @@ def daemonised(ctx):
     m.umount()
 
 
+@T.case("idle_complete", timeout=120)
+def idle_complete(ctx):
+    """S3JOBFS_IDLE_COMPLETE_SECONDS: a job left alone that long counts as complete."""
+    job = ml.job_name()
+    m = ctx.mount(on_completion=True, env={"S3JOBFS_IDLE_COMPLETE_SECONDS": "3"})
+    data = {"all_products.json": b"[]", "pdfs/a.pdf": os.urandom(100 * 1024)}
+    for rel, b in data.items():
+        ml.write_file(os.path.join(m.mnt, job, rel), b)
+    time.sleep(1)
+    ml.check(not ctx.s3.list(ctx.prefix), "objects in S3 before the job was idle for 3 s")
+    ml.wait_s3(ctx.s3, ctx.prefix, {job + "/" + k: v for k, v in ml.digest_map(data).items()},
+               timeout=30, what="objects of the idle job")
+    m.umount()
+
+
 if __name__ == "__main__":
     T.main()
