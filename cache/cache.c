@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -55,6 +56,7 @@
 #include "cache_i.h"
 #include "cfg.h"
 #include "log.h"
+#include "meta.h"
 #include "s3.h"
 #include "store.h"
 
@@ -64,6 +66,14 @@ static const char *const state_names[] = { "dirty", "queued", "uploading", "clea
 
 struct job {
 	char *name;			/* top-level folder */
+	char uuid[37];			/* "" when the name is not YYYYMMDD_HHMMSS_<uuid> */
+	struct meta_policy policy;	/* protected by c->lock: from the jobs row */
+	bool have_policy;		/* protected by c->lock */
+	bool policy_wanted;		/* a meta is configured: wait for the row briefly */
+	uint64_t policy_at;		/* protected by c->lock: ms of the last ask */
+	uint64_t born_ms;		/* when the daemon first saw the folder */
+	char posted[16];		/* protected by c->lock: last status sent to meta */
+	bool dirty_status;		/* protected by c->lock: post again at the next tick */
 	bool completed;			/* protected by c->lock; journalled (J) */
 	uint64_t last_write_ms;		/* protected by c->lock */
 	uint64_t files_uploaded, bytes_uploaded, files_failed;	/* protected by c->lock */
@@ -144,6 +154,7 @@ struct clean_rec {			/* journal C record, during replay only */
 struct cache {
 	const struct cfg *cfg;
 	const struct store *store;
+	struct meta *meta;
 	char *dir;
 	bool read_only;
 	int dir_fd, data_fd, tmp_fd, lock_fd, journal_fd;
@@ -310,6 +321,10 @@ static struct job *job_get(struct cache *c, const char *rel, bool create)
 		free(j);
 		return NULL;
 	}
+	if (!meta_parse_job_folder(j->name, j->uuid))
+		j->uuid[0] = '\0';
+	j->born_ms = now_ms();
+	j->policy_wanted = c->meta != NULL && j->uuid[0];
 	HASH_ADD_KEYPTR(hh, c->jobs, j->name, n, j);
 	return j;
 }
@@ -335,6 +350,8 @@ static struct cache_file *file_new(struct cache *c, const char *rel)
 	f->gen = 1;
 	f->job = job_get(c, rel, true);
 	f->atime = now_ms();
+	if (f->job)
+		f->job->dirty_status = true;
 	HASH_ADD_KEYPTR(hh, c->files, f->path, strlen(f->path), f);
 	return f;
 }
@@ -373,13 +390,34 @@ static void enqueue(struct cache *c, struct cache_file *f, bool front)
 	else
 		TAILQ_INSERT_TAIL(&c->queue, f, qlink);
 	f->in_queue = true;
+	if (f->job)
+		f->job->dirty_status = true;
 	pthread_cond_signal(&c->work_cond);
+}
+
+/* Does the job's policy (its jobs row: enabled, includeFiles, uploadPdfs, ...) let f go to S3?
+ * Files it excludes stay staged, are never evicted, and count as skipped. Under c->lock. */
+#define POLICY_WAIT_MS 3000
+
+static bool policy_allows(const struct cache_file *f)
+{
+	const struct job *j = f->job;
+
+	if (!j || !j->uuid[0])
+		return true;
+	/* a job folder's first uploads wait a moment for its row (PostgreSQL may be slow or
+	 * down: after POLICY_WAIT_MS the environment's settings apply) */
+	if (!j->have_policy || !j->policy.have_row)
+		return !j->policy_wanted || now_ms() - j->born_ms >= POLICY_WAIT_MS;
+	return meta_policy_includes(&j->policy, f->path + strlen(j->name) + 1);
 }
 
 /* May f be uploaded now (ignoring the settle delay)? Under c->lock. */
 static bool upload_allowed(struct cache *c, const struct cache_file *f)
 {
 	if (!c->cfg->s3_enabled || c->read_only || f->writers > 0 || f->gone || f->torn)
+		return false;
+	if (!policy_allows(f))
 		return false;
 	if (!f->job || !c->cfg->upload_on_completion)
 		return true;
@@ -1289,6 +1327,19 @@ static void upload_one(struct cache *c, struct cache_file *f)
 				e.attempts);
 		}
 	}
+	if (f->job && f->job->uuid[0] && c->meta) {
+		char ebuf[300];
+		const char *in_job = rel + strlen(f->job->name) + 1;
+
+		f->job->dirty_status = true;
+		if (rc == 0)
+			meta_post_file(c->meta, f->job->uuid, in_job, c->cfg->bucket, f->up_key,
+				       (uint64_t)st.st_size, NULL, etag, "uploaded", e.attempts, NULL);
+		else if (!f->gone)
+			meta_post_file(c->meta, f->job->uuid, in_job, c->cfg->bucket, key ? key : "",
+				       f->size, NULL, NULL, "failed", e.attempts,
+				       s3_error_text(&f->err, ebuf, sizeof(ebuf)));
+	}
 	file_unref(f);
 	pthread_cond_broadcast(&c->done_cond);
 	if (fd >= 0)
@@ -1399,6 +1450,122 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* ------------------------------------------------------------------ job status for PostgreSQL */
+
+/* The job's status from its files' states (README: pending, uploading, success, partial,
+ * failed, disabled). Under c->lock. */
+static const char *job_status(struct cache *c, struct job *j, size_t *n_failed)
+{
+	struct cache_file *f, *tmp;
+	size_t n[5] = { 0 }, total = 0;
+
+	*n_failed = 0;
+	if (j->have_policy && j->policy.have_row && (!j->policy.enabled || !j->policy.save_files))
+		return "disabled";
+	if (!c->cfg->s3_enabled)
+		return "disabled";
+	HASH_ITER(hh, c->files, f, tmp) {
+		if (f->job != j || !policy_allows(f))
+			continue;
+		n[f->state]++;
+		total++;
+	}
+	*n_failed = n[ST_FAILED];
+	if (n[ST_QUEUED] || n[ST_UPLOADING])
+		return "uploading";
+	if (n[ST_DIRTY])
+		return c->cfg->upload_on_completion && !j->completed ? "pending" : "uploading";
+	if (n[ST_FAILED])
+		return n[ST_CLEAN] || j->files_uploaded ? "partial" : "failed";
+	if (c->cfg->upload_on_completion && !j->completed)
+		return "pending";
+	return total || j->completed ? "success" : "pending";
+}
+
+/* Send the job's state to meta (copied there; never blocks). Under c->lock. */
+static void job_post(struct cache *c, struct job *j)
+{
+	struct meta_job_state st = { 0 };
+	struct meta_error *errs = NULL;
+	struct cache_file *f, *tmp;
+	char **tops = NULL;
+	size_t n_tops = 0, n_failed, k = 0;
+	int dfd;
+	DIR *d;
+
+	if (!c->meta || !j->uuid[0])
+		return;
+	st.status = job_status(c, j, &n_failed);
+	errs = n_failed ? calloc(n_failed, sizeof(*errs)) : NULL;
+	HASH_ITER(hh, c->files, f, tmp) {
+		if (f->job != j || f->state != ST_FAILED || !errs || k == n_failed)
+			continue;
+		errs[k].file = f->path + strlen(j->name) + 1;
+		errs[k].code = f->err.code;
+		errs[k].message = f->err.message[0] ? f->err.message : f->err.code;
+		errs[k].attempts = f->err.attempts;
+		errs[k].at = time(NULL);
+		k++;
+	}
+	/* top-level entries of the job folder, for s3Urls */
+	dfd = openat(c->data_fd, j->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0 && (d = fdopendir(dfd)) != NULL) {
+		struct dirent *de;
+
+		while ((de = readdir(d)) != NULL) {
+			char **nt;
+
+			if (de->d_name[0] == '.' || !(nt = realloc(tops, (n_tops + 1) * sizeof(*tops))))
+				continue;
+			tops = nt;
+			if (asprintf(&tops[n_tops], "%s%s", de->d_name, de->d_type == DT_DIR ? "/" : "") >= 0)
+				n_tops++;
+		}
+		closedir(d);
+	} else if (dfd >= 0) {
+		close(dfd);
+	}
+	st.uuid = j->uuid;
+	st.folder = j->name;
+	st.bucket = c->cfg->bucket ? c->cfg->bucket : "";
+	st.prefix = c->cfg->prefix;
+	st.enabled = strcmp(st.status, "disabled") != 0;
+	st.top_entries = (const char *const *)tops;
+	st.n_top = n_tops;
+	st.errors = errs;
+	st.n_errors = k;
+	meta_post_job(c->meta, &st);
+	snprintf(j->posted, sizeof(j->posted), "%s", st.status);
+	for (size_t i = 0; i < n_tops; i++)
+		free(tops[i]);
+	free(tops);
+	free(errs);
+}
+
+/* Ask meta for each job's policy until its row is known (then every 30 s). Under c->lock. */
+static void refresh_policies(struct cache *c, uint64_t now)
+{
+	struct job *j, *tmp;
+
+	if (!c->meta)
+		return;
+	HASH_ITER(hh, c->jobs, j, tmp) {
+		struct meta_policy p;
+
+		if (!j->uuid[0] || now - j->policy_at < (j->have_policy && j->policy.have_row ? 30000 : 1000))
+			continue;
+		j->policy_at = now;
+		if (meta_policy_get(c->meta, j->uuid, &p) != 0)
+			continue;
+		if (j->have_policy)
+			meta_policy_release(&j->policy);
+		j->policy = p;
+		j->have_policy = true;
+		if (p.have_row)
+			j->dirty_status = true;
+	}
+}
+
 /* ------------------------------------------------------------------ timer: settle, idle, retry, evict */
 
 /* Bytes the cache may hold: S3JOBFS_CACHE_MAX_SIZE, or 90% of the cache filesystem. */
@@ -1493,11 +1660,21 @@ static void *timer_main(void *arg)
 		struct timespec ts;
 
 		HASH_ITER(hh, c->files, f, tmp) {
-			if (f->state == ST_DIRTY && f->settle_at && now >= f->settle_at &&
-			    upload_allowed(c, f))
+			if (f->state == ST_DIRTY && now >= f->settle_at && upload_allowed(c, f))
 				enqueue(c, f, false);
 			else if (f->state == ST_FAILED && now >= f->retry_at && upload_allowed(c, f))
 				enqueue(c, f, false);
+		}
+		refresh_policies(c, now);
+		{
+			struct job *pj, *pt;
+
+			HASH_ITER(hh, c->jobs, pj, pt) {
+				if (pj->dirty_status) {
+					pj->dirty_status = false;
+					job_post(c, pj);
+				}
+			}
 		}
 		if (c->cfg->idle_complete_seconds && c->cfg->upload_on_completion) {
 			HASH_ITER(hh, c->jobs, j, jt) {
@@ -1544,6 +1721,7 @@ static int do_complete(struct cache *c, struct job *j)
 {
 	struct cache_file *f, *tmp;
 
+	j->dirty_status = true;
 	if (!j->completed) {
 		j->completed = true;
 		journal_add(c, true, 'J', 1, j->name);
@@ -1575,6 +1753,23 @@ int cache_complete_job(struct cache *c, const char *name)
 		free(rel);
 	}
 	rc = j ? do_complete(c, j) : -ENOMEM;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int cache_complete_uuid(struct cache *c, const char *uuid)
+{
+	struct job *j, *tmp;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&c->lock);
+	HASH_ITER(hh, c->jobs, j, tmp) {
+		if (strcasecmp(j->uuid, uuid) == 0) {
+			if (!j->completed)
+				log_msg(LOG_INFO, "job row reached a terminal status", "job=%s", j->name);
+			rc = do_complete(c, j);
+		}
+	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
@@ -1909,11 +2104,17 @@ int cache_mkdir(struct cache *c, const char *rel, mode_t mode)
 			return rc;
 		if (mkdirat(c->data_fd, rel, mode) < 0)
 			return -errno;
-		if (fresh) {
-			pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(&c->lock);
+		if (fresh)
 			fresh_add(c, rel);
-			pthread_mutex_unlock(&c->lock);
+		if (!strchr(rel, '/')) {	/* a job folder: ask for its row now */
+			char *x = NULL;
+
+			if (asprintf(&x, "%s/x", rel) >= 0)
+				job_get(c, x, true);
+			free(x);
 		}
+		pthread_mutex_unlock(&c->lock);
 	}
 	return 0;
 }
@@ -2604,6 +2805,7 @@ int cache_open(struct cache **out, const struct cache_params *p)
 		return -ENOMEM;
 	c->cfg = p->cfg;
 	c->store = p->store;
+	c->meta = p->meta;
 	c->read_only = p->read_only;
 	c->dir_fd = c->data_fd = c->tmp_fd = c->lock_fd = c->journal_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
@@ -2782,6 +2984,8 @@ void cache_close(struct cache *c)
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->lock);
+	HASH_ITER(hh, c->jobs, j, jt)
+		job_post(c, j);		/* the last word on each job, for PostgreSQL */
 	c->stopping = true;
 	pthread_cond_broadcast(&c->work_cond);
 	pthread_cond_broadcast(&c->done_cond);
@@ -2798,6 +3002,8 @@ void cache_close(struct cache *c)
 	}
 	HASH_ITER(hh, c->jobs, j, jt) {
 		HASH_DEL(c->jobs, j);
+		if (j->have_policy)
+			meta_policy_release(&j->policy);
 		free(j->name);
 		free(j);
 	}

@@ -32,6 +32,7 @@
 #include "ctl.h"
 #include "fs.h"
 #include "log.h"
+#include "meta.h"
 #include "s3.h"
 #include "s3_creds.h"
 #include "store.h"
@@ -39,6 +40,7 @@
 struct daemon {
 	const struct cfg *cfg;
 	struct cache *cache;
+	struct meta *meta;
 	struct fuse *fuse;
 	char *cache_dir;
 	char *mountpoint;
@@ -215,11 +217,22 @@ static void *sig_main(void *arg)
 	return NULL;
 }
 
+/* A jobs row reached a terminal status (meta thread). */
+static void on_job_complete(void *arg, const char *uuid)
+{
+	struct daemon *d = arg;
+
+	cache_complete_uuid(d->cache, uuid);
+}
+
 /* FUSE init: we are daemonised now; threads may start. */
 static int on_init(void *arg)
 {
 	struct daemon *d = arg;
 	int rc = cache_start(d->cache);
+
+	if (rc == 0 && d->meta)
+		rc = meta_start(d->meta, on_job_complete, d);
 
 	if (rc == 0)
 		rc = ctl_server_start(d->cache, d->cache_dir, daemon_shutdown, d);
@@ -339,6 +352,11 @@ int cli_mount(int argc, char **argv)
 	} else {
 		log_msg(LOG_WARNING, "S3_ENABLED is false: files stay in the local cache only", NULL);
 	}
+	if (meta_create(&d.meta, &cfg) != 0) {
+		fprintf(stderr, "s3jobfs: out of memory\n");
+		goto out;
+	}
+	cp.meta = d.meta;
 	cp.cfg = &cfg;
 	cp.dir = d.cache_dir;
 	cp.read_only = ro;
@@ -428,6 +446,7 @@ out:
 		fuse_destroy(d.fuse);
 	fuse_opt_free_args(&args);
 	cache_close(d.cache);
+	meta_destroy(d.meta);	/* after the cache: its last posts are written if it can */
 	if (store)
 		store->destroy(store->ctx);
 	free(store);

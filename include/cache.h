@@ -30,6 +30,7 @@ struct cache_params {
 	const char *dir;		/* the cache directory (created 0700) */
 	bool read_only;
 	const struct store *store;	/* borrowed */
+	struct meta *meta;		/* borrowed; NULL: no PostgreSQL (include/meta.h) */
 };
 
 /* An open file of the mount: a staged local file (fd >= 0, file set) or a remote object read
@@ -103,6 +104,10 @@ int cache_utimens(struct cache *c, const char *rel, const struct timespec tv[2])
 /* Mark a top-level folder complete (upload-on-completion mode): its closed files are queued.
  * Durable (journalled) before it returns. -ENOENT when no such folder is staged. */
 int cache_complete_job(struct cache *c, const char *name);
+
+/* The same for the job folder whose name ends in uuid (the jobs row reached a terminal status).
+ * -ENOENT when no staged folder belongs to that job. */
+int cache_complete_uuid(struct cache *c, const char *uuid);
 
 struct cache_stats {
 	uint64_t files_dirty, files_queued, files_uploading, files_clean, files_failed;

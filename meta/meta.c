@@ -1,23 +1,23 @@
 /* meta.c - job status, the per-file ledger and per-job policy in PostgreSQL, off the write path.
  *
- * The cache only ever talks to this module through calls that copy their arguments into memory
- * under m->lock and return: meta_post_job() keeps the latest state of each job, meta_post_file()
- * the latest ledger row of each file (uthash tables), meta_policy_get() answers from a cache of
- * policies. One thread owns the PostgreSQL connection (PQconnectdb, connect_timeout=5 added when
- * DATABASE_URL has none; reconnect with backoff 0.5 s doubling to 10 s). On each connection it
- * creates or migrates s3jobfs's own tables (s3jobfs_schema, s3jobfs_files) in one transaction
- * under a transaction-level advisory lock, so daemons starting together serialise, then LISTENs
- * on s3jobfs_complete. Its loop, woken by a self-pipe, by the socket or by a timer: deliver
- * notifications; fetch the policies asked for; upsert dirty ledger rows (batched as one JSON
- * parameter, jsonb_to_recordset); write dirty job states, one statement per job that merges the
- * status into output->'uploadToS3' with jsonb_set, aggregates the counters from the ledger and
- * pg_notify()s s3jobfs_status when the status changed; every S3JOBFS_PG_POLL_SECONDS ask which
- * posted jobs reached a terminal status. It never holds m->lock across a query, so a slow or
- * dead server only delays the thread. What a lost connection left unwritten stays dirty in
- * memory (a newer post replaces an older one) and is written after the reconnect. The jobs
- * table belongs to the scraper: it is only read, and only output is updated; its name is quoted
- * with PQescapeIdentifier ("schema.table" is quoted part by part). All values are bound
- * parameters of PQexecParams. pg_errno() is the one place that maps libpq errors to -errno.
+ * Posts copy their arguments into uthash tables under m->lock and return: the latest state of
+ * each job (uploadedAt is stamped when a post first moves it to success/partial/failed), the
+ * latest ledger row of each file (dropped from memory once written), the cached policies. One
+ * thread owns the connection (PQconnectdb; connect_timeout=5 when DATABASE_URL has none;
+ * statement_timeout 30 s; backoff 0.5 s doubling to 10 s). On each connection it migrates
+ * s3jobfs's own tables in one transaction under an advisory lock, so daemons starting together
+ * serialise, and LISTENs on s3jobfs_complete. Each turn, woken by the self-pipe, the socket or
+ * a timer, it delivers notifications, fetches wanted policies, upserts ledger rows (a batch is
+ * one JSON parameter to jsonb_to_recordset), writes due job states (one statement per job:
+ * counters aggregated from the ledger, jsonb_set into output, pg_notify on status change) and,
+ * every S3JOBFS_PG_POLL_SECONDS, asks which posted jobs reached a terminal status. It never
+ * holds m->lock across a query, so a slow or dead server only delays the thread; what a lost
+ * connection or a transient refusal (timeout, deadlock) left unwritten stays in memory and is
+ * written after the reconnect. A row the server refuses for good is dropped and logged. The
+ * jobs table is only read, and only its output column updated; its name is quoted with
+ * PQescapeIdentifier ("schema.table" part by part); every value is a PQexecParams parameter;
+ * pg_errno() is the one mapping of libpq errors to -errno. Completed, written jobs idle for an
+ * hour are forgotten, so memory follows the active jobs.
  *
  * Status object merge: the status keys (enabled, status, uploadedAt, s3Urls, bytesUploaded,
  * filesUploaded, errors) replace those of output->'uploadToS3'; its other keys (the job's
@@ -77,7 +77,9 @@
 #define POLL_BATCH		1000	/* uuids per completion query */
 #define MAX_PASSES		8	/* batches per loop turn before looking at the rest */
 #define MAX_STATUS_ERRORS	100	/* errors kept in one status object */
-#define SCHEMA_LOCK_KEY		"7508218496405239553"	/* pg_advisory_xact_lock: "h3jobfs\1" */
+#define IDLE_FORGET_MS		3600000	/* a completed, written, idle job leaves memory */
+#define STATEMENT_TIMEOUT	"30s"
+#define SCHEMA_LOCK_KEY		"8301095564798751489"	/* pg_advisory_xact_lock: "s3jobfs\1" */
 
 static const char *const job_statuses[] = {
 	"pending", "uploading", "success", "partial", "failed", "disabled", NULL
@@ -340,12 +342,11 @@ bool meta_policy_includes(const struct meta_policy *p, const char *rel)
 	if (!*rel)
 		return false;
 	if (!strchr(rel, '/')) {
-		if (p->include_files && !in_list(rel, (const char *const *)p->include_files) &&
-		    !(p->n_include == 0 && false)) {
+		if (p->include_files) {
 			size_t i;
 
 			for (i = 0; i < p->n_include; i++)
-				if (strcmp(rel, p->include_files[i]) == 0)
+				if (p->include_files[i] && strcmp(rel, p->include_files[i]) == 0)
 					break;
 			if (i == p->n_include)
 				return false;
@@ -496,6 +497,7 @@ struct mjob {
 	uint64_t retry_ms;			/* not before (row missing) */
 	int missing;				/* writes that found no row */
 	bool complete_seen;			/* on_complete called */
+	uint64_t last_ms;			/* last post or policy request */
 	UT_hash_handle hh;
 };
 
@@ -540,9 +542,10 @@ struct meta {
 
 	/* the thread's own */
 	PGconn *conn;
+	char *table;				/* the jobs table, quoted */
 	char *sql_status, *sql_poll, *sql_policy;
 	uint64_t next_poll_ms;
-	char last_err[256];
+	char last_err[600];			/* the last failure logged, to log repeats at debug */
 };
 
 static uint64_t now_ms(void)
@@ -553,13 +556,17 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int dup_str(const char **dst, const char *src)
+/* A copy of s (NULL for NULL); *r becomes -ENOMEM when the copy fails. */
+static char *xdup(const char *s, int *r)
 {
-	*dst = NULL;
-	if (!src)
-		return 0;
-	*dst = strdup(src);
-	return *dst ? 0 : -ENOMEM;
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*r = -ENOMEM;
+	return d;
 }
 
 static void state_free(struct meta_job_state *s)
@@ -589,43 +596,41 @@ static struct meta_job_state *state_dup(const struct meta_job_state *in, const c
 	struct meta_job_state *s = calloc(1, sizeof(*s));
 	const char **top = NULL;
 	struct meta_error *errs = NULL;
-	int r = -ENOMEM;
+	int r = 0;
 
 	if (!s)
 		return NULL;
 	s->enabled = in->enabled;
-	if (dup_str(&s->uuid, uuid) < 0 || dup_str(&s->folder, in->folder) < 0 ||
-	    dup_str(&s->bucket, in->bucket) < 0 || dup_str(&s->prefix, in->prefix) < 0 ||
-	    dup_str(&s->status, in->status) < 0)
+	s->uuid = xdup(uuid, &r);
+	s->folder = xdup(in->folder, &r);
+	s->bucket = xdup(in->bucket, &r);
+	s->prefix = xdup(in->prefix, &r);
+	s->status = xdup(in->status, &r);
+	if (r < 0)
 		goto out;
 	if (in->n_top && in->top_entries) {
 		top = calloc(in->n_top, sizeof(*top));
-		if (!top)
-			goto out;
+		r = top ? 0 : -ENOMEM;
 		s->top_entries = top;
-		s->n_top = in->n_top;
-		for (size_t i = 0; i < in->n_top; i++)
-			if (dup_str(&top[i], in->top_entries[i]) < 0)
-				goto out;
+		s->n_top = top ? in->n_top : 0;
+		for (size_t i = 0; top && i < in->n_top; i++)
+			top[i] = xdup(in->top_entries[i], &r);
 	}
-	if (in->n_errors && in->errors) {
+	if (r == 0 && in->n_errors && in->errors) {
 		size_t n = in->n_errors < MAX_STATUS_ERRORS ? in->n_errors : MAX_STATUS_ERRORS;
 
 		errs = calloc(n, sizeof(*errs));
-		if (!errs)
-			goto out;
+		r = errs ? 0 : -ENOMEM;
 		s->errors = errs;
-		s->n_errors = n;
-		for (size_t i = 0; i < n; i++) {
+		s->n_errors = errs ? n : 0;
+		for (size_t i = 0; errs && i < n; i++) {
 			errs[i].attempts = in->errors[i].attempts;
 			errs[i].at = in->errors[i].at;
-			if (dup_str(&errs[i].file, in->errors[i].file) < 0 ||
-			    dup_str(&errs[i].code, in->errors[i].code) < 0 ||
-			    dup_str(&errs[i].message, in->errors[i].message) < 0)
-				goto out;
+			errs[i].file = xdup(in->errors[i].file, &r);
+			errs[i].code = xdup(in->errors[i].code, &r);
+			errs[i].message = xdup(in->errors[i].message, &r);
 		}
 	}
-	r = 0;
 out:
 	if (r < 0) {
 		state_free(s);
@@ -650,31 +655,19 @@ static void mfile_free(struct mfile *f)
 /* Deep copy of src into dst. -ENOMEM leaves dst at the defaults. */
 static int policy_copy(struct meta_policy *dst, const struct meta_policy *src)
 {
-	const char *b, *p;
-	int r = -ENOMEM;
+	int r = 0;
 
 	*dst = *src;
-	dst->bucket = dst->prefix = NULL;
 	dst->include_files = NULL;
 	dst->n_include = 0;
-	if (dup_str(&b, src->bucket) < 0)
-		goto out;
-	dst->bucket = (char *)b;
-	if (dup_str(&p, src->prefix) < 0)
-		goto out;
-	dst->prefix = (char *)p;
-	if (src->include_files) {
+	dst->bucket = xdup(src->bucket, &r);
+	dst->prefix = xdup(src->prefix, &r);
+	if (r == 0 && src->include_files) {
 		dst->include_files = calloc(src->n_include + 1, sizeof(char *));
-		if (!dst->include_files)
-			goto out;
-		for (; dst->n_include < src->n_include; dst->n_include++) {
-			dst->include_files[dst->n_include] = strdup(src->include_files[dst->n_include]);
-			if (!dst->include_files[dst->n_include])
-				goto out;
-		}
+		r = dst->include_files ? 0 : -ENOMEM;
+		for (size_t i = 0; dst->include_files && i < src->n_include; i++)
+			dst->include_files[dst->n_include++] = xdup(src->include_files[i], &r);
 	}
-	r = 0;
-out:
 	if (r < 0) {
 		bool en = src->enabled;
 
@@ -721,13 +714,14 @@ static struct mjob *job_touch(struct meta *m, const char *uuid)
 	if (p && p->fetched && !p->wanted && now_ms() - p->fetched_ms >= POLICY_REFRESH_MS)
 		p->wanted = true;
 	HASH_FIND_STR(m->jobs, uuid, j);
-	if (j)
-		return j;
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return NULL;
-	memcpy(j->uuid, uuid, sizeof(j->uuid));
-	HASH_ADD_STR(m->jobs, uuid, j);
+	if (!j) {
+		j = calloc(1, sizeof(*j));
+		if (!j)
+			return NULL;
+		memcpy(j->uuid, uuid, sizeof(j->uuid));
+		HASH_ADD_STR(m->jobs, uuid, j);
+	}
+	j->last_ms = now_ms();
 	return j;
 }
 
@@ -740,8 +734,11 @@ void meta_post_job(struct meta *m, const struct meta_job_state *st)
 	if (!m || !m->have_db || !st)
 		return;
 	if (!uuid_norm(st->uuid, id) || !in_list(st->status, job_statuses)) {
+		char q1[80], q2[40];
+
 		log_msg(LOG_WARNING, "job state not recorded: bad uuid or status", "job=%s status=%s",
-			st->uuid ? st->uuid : "-", st->status ? st->status : "-");
+			log_quote(q1, sizeof(q1), st->uuid ? st->uuid : "-"),
+			log_quote(q2, sizeof(q2), st->status ? st->status : "-"));
 		return;
 	}
 	copy = state_dup(st, id);
@@ -776,12 +773,16 @@ void meta_post_file(struct meta *m, const char *uuid, const char *rel, const cha
 {
 	char id[UUID_LEN + 1];
 	struct mfile *f = NULL, *old = NULL;
+	int r = 0;
 
 	if (!m || !m->have_db)
 		return;
 	if (!uuid_norm(uuid, id) || !rel || !*rel || !in_list(state, file_states)) {
+		char q1[80], q2[40];
+
 		log_msg(LOG_WARNING, "ledger row not recorded: bad uuid, path or state",
-			"job=%s state=%s", uuid ? uuid : "-", state ? state : "-");
+			"job=%s state=%s", log_quote(q1, sizeof(q1), uuid ? uuid : "-"),
+			log_quote(q2, sizeof(q2), state ? state : "-"));
 		return;
 	}
 	f = calloc(1, sizeof(*f));
@@ -794,11 +795,12 @@ void meta_post_file(struct meta *m, const char *uuid, const char *rel, const cha
 	f->size = size;
 	f->attempts = attempts;
 	snprintf(f->state, sizeof(f->state), "%s", state);
-	if (dup_str((const char **)&f->bucket, bucket) < 0 ||
-	    dup_str((const char **)&f->okey, key) < 0 ||
-	    dup_str((const char **)&f->checksum, checksum) < 0 ||
-	    dup_str((const char **)&f->etag, etag) < 0 ||
-	    dup_str((const char **)&f->last_error, last_error) < 0)
+	f->bucket = xdup(bucket, &r);
+	f->okey = xdup(key, &r);
+	f->checksum = xdup(checksum, &r);
+	f->etag = xdup(etag, &r);
+	f->last_error = xdup(last_error, &r);
+	if (r < 0)
 		goto nomem;
 	pthread_mutex_lock(&m->lock);
 	HASH_FIND_STR(m->files, f->key, old);
@@ -915,6 +917,14 @@ static bool conn_lost(struct meta *m)
 	return !m->conn || PQstatus(m->conn) != CONNECTION_OK;
 }
 
+/* After a failure r: keep what was being written and start over on a new connection (after
+ * the backoff)? Yes for a lost connection and for transient refusals (statement_timeout,
+ * deadlock); no for a refusal that would come again (the row or value is dropped, logged). */
+static bool must_reconnect(struct meta *m, int r)
+{
+	return r < 0 && (conn_lost(m) || r == -ETIMEDOUT || r == -EAGAIN);
+}
+
 /* A libpq message on one line, without the password, quoted for logfmt into buf. */
 static const char *pg_message(const struct meta *m, const char *raw, char *buf, size_t size)
 {
@@ -981,17 +991,20 @@ static int db_exec(struct meta *m, const char *what, const char *sql, int n,
 	return 0;
 }
 
-/* The jobs table as a quoted identifier ("schema.table" quoted part by part); heap. */
+/* The jobs table as a quoted identifier ("schema.table" quoted part by part); heap (free()),
+ * NULL: ENOMEM or an encoding error. */
 static char *quote_table(PGconn *conn, const char *name)
 {
 	const char *dot = strchr(name, '.');
 	char *a = NULL, *b = NULL, *q = NULL;
+	int n = -1;
 
-	if (!dot)
-		return PQescapeIdentifier(conn, name, strlen(name));
-	a = PQescapeIdentifier(conn, name, (size_t)(dot - name));
-	b = PQescapeIdentifier(conn, dot + 1, strlen(dot + 1));
-	if (a && b && asprintf(&q, "%s.%s", a, b) < 0)
+	a = PQescapeIdentifier(conn, name, dot ? (size_t)(dot - name) : strlen(name));
+	if (dot)
+		b = PQescapeIdentifier(conn, dot + 1, strlen(dot + 1));
+	if (a && (b || !dot))
+		n = b ? asprintf(&q, "%s.%s", a, b) : asprintf(&q, "%s", a);
+	if (n < 0)
 		q = NULL;
 	PQfreemem(a);
 	PQfreemem(b);
@@ -1000,10 +1013,11 @@ static char *quote_table(PGconn *conn, const char *name)
 
 static void free_sql(struct meta *m)
 {
+	free(m->table);
 	free(m->sql_status);
 	free(m->sql_poll);
 	free(m->sql_policy);
-	m->sql_status = m->sql_poll = m->sql_policy = NULL;
+	m->table = m->sql_status = m->sql_poll = m->sql_policy = NULL;
 }
 
 /* The statements that name the jobs table. The status one: ledger counters aggregated in a
@@ -1016,6 +1030,7 @@ static int build_sql(struct meta *m)
 				      m->cfg->jobs_table : "jobs");
 	int r = -ENOMEM;
 
+	m->table = t;
 	if (!t)
 		goto out;
 	if (asprintf(&m->sql_status,
@@ -1052,7 +1067,6 @@ static int build_sql(struct meta *m)
 	}
 	r = 0;
 out:
-	PQfreemem(t);
 	if (r < 0)
 		free_sql(m);
 	return r;
@@ -1127,7 +1141,8 @@ out:
 	return r;
 }
 
-static void db_disconnect(struct meta *m)
+/* Close the connection; `why` (NULL: a normal close) is logged if it was up. */
+static void db_disconnect(struct meta *m, const char *why)
 {
 	bool was;
 
@@ -1140,14 +1155,32 @@ static void db_disconnect(struct meta *m)
 	was = m->connected;
 	m->connected = false;
 	pthread_mutex_unlock(&m->lock);
-	if (was)
-		log_msg(LOG_WARNING, "postgresql connection lost, job status is kept in memory", NULL);
+	if (was && why)
+		log_msg(LOG_WARNING, why, NULL);
+	else if (was)
+		log_msg(LOG_DEBUG, "disconnected from postgresql", NULL);
+}
+
+/* Say so when the jobs table is missing (a wrong S3JOBFS_JOBS_TABLE); the scraper may still
+ * create it, so this is not fatal. */
+static void check_table(struct meta *m)
+{
+	const char *t = m->table;
+	PGresult *res = NULL;
+	char q[300];
+
+	if (db_exec(m, "cannot look up the jobs table", "SELECT to_regclass($1) IS NOT NULL", 1, &t,
+		    &res) == 0 && strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		log_msg(LOG_ERR, "the jobs table does not exist (S3JOBFS_JOBS_TABLE)", "table=%s",
+			log_quote(q, sizeof(q), m->cfg->jobs_table ? m->cfg->jobs_table : "jobs"));
+	PQclear(res);
 }
 
 static int db_connect(struct meta *m)
 {
 	const char *kw[4] = { "dbname", "fallback_application_name", NULL, NULL };
 	const char *val[4] = { m->cfg->database_url, "s3jobfs", NULL, NULL };
+	char q[300];
 	int r;
 
 	if (!m->has_timeout) {
@@ -1165,15 +1198,20 @@ static int db_connect(struct meta *m)
 	}
 	PQsetNoticeProcessor(m->conn, notice_to_log, m);
 	r = build_sql(m);
+	if (r == 0)	/* bounds a stuck statement, so a stop never waits long */
+		r = db_exec(m, "cannot set statement_timeout",
+			    "SELECT set_config('statement_timeout', $1, false)", 1,
+			    (const char *const[]){ STATEMENT_TIMEOUT }, NULL);
 	if (r == 0)
 		r = schema_migrate(m);
 	if (r == 0)
 		r = db_exec(m, "cannot listen on s3jobfs_complete", "LISTEN s3jobfs_complete", 0,
 			    NULL, NULL);
 	if (r < 0) {
-		db_disconnect(m);
+		db_disconnect(m, NULL);
 		return r;
 	}
+	check_table(m);
 	pthread_mutex_lock(&m->lock);
 	m->connected = true;
 	pthread_mutex_unlock(&m->lock);
@@ -1181,7 +1219,7 @@ static int db_connect(struct meta *m)
 	m->last_err[0] = '\0';
 	log_msg(LOG_INFO, "connected to postgresql", "host=%s port=%s db=%s table=%s",
 		PQhost(m->conn), PQport(m->conn), PQdb(m->conn),
-		m->cfg->jobs_table ? m->cfg->jobs_table : "jobs");
+		log_quote(q, sizeof(q), m->cfg->jobs_table ? m->cfg->jobs_table : "jobs"));
 	return 0;
 }
 
@@ -1192,7 +1230,9 @@ static void job_completed(struct meta *m, const char *uuid)
 	bool call = false;
 
 	pthread_mutex_lock(&m->lock);
-	j = job_touch(m, uuid);
+	HASH_FIND_STR(m->jobs, uuid, j);
+	if (!j)
+		j = job_touch(m, uuid);
 	if (j && !j->complete_seen) {
 		j->complete_seen = true;
 		call = true;
@@ -1222,7 +1262,7 @@ static int notifications(struct meta *m)
 			log_msg(LOG_DEBUG, "notification ignored", "channel=%s", n->relname);
 		PQfreemem(n);
 	}
-	return 0;
+	return conn_lost(m) ? -ECONNRESET : 0;
 }
 
 static int fetch_policy(struct meta *m, const char *uuid)
@@ -1233,9 +1273,9 @@ static int fetch_policy(struct meta *m, const char *uuid)
 	int r;
 
 	r = db_exec(m, "cannot read the job's settings", m->sql_policy, 1, &uuid, &res);
-	if (r < 0)
+	if (must_reconnect(m, r))
 		return r;
-	if (PQntuples(res) == 0) {
+	if (r < 0 || PQntuples(res) == 0) {	/* no row (yet), or refused: asked again later */
 		policy_defaults(&pol, m->cfg->s3_enabled);
 	} else if (PQgetisnull(res, 0, 0)) {
 		meta_policy_from_json(NULL, m->cfg->s3_enabled, &pol);
@@ -1256,20 +1296,20 @@ static int fetch_policy(struct meta *m, const char *uuid)
 	pthread_mutex_unlock(&m->lock);
 	if (!p)
 		meta_policy_release(&pol);
-	return 0;
+	return r;
 }
 
 static int fetch_policies(struct meta *m)
 {
 	char ids[POLICY_BATCH][UUID_LEN + 1];
 	size_t n;
-	struct mpol *p, *tmp;
+	struct mpol *p;
 	int r = 0;
 
 	for (int pass = 0; pass < MAX_PASSES; pass++) {
 		n = 0;
 		pthread_mutex_lock(&m->lock);
-		HASH_ITER(hh, m->pols, p, tmp) {
+		for (p = m->pols; p; p = p->hh.next) {
 			if (!p->wanted)
 				continue;
 			p->wanted = false;
@@ -1281,7 +1321,7 @@ static int fetch_policies(struct meta *m)
 		for (size_t i = 0; i < n; i++) {
 			if (r == 0)
 				r = fetch_policy(m, ids[i]);
-			if (r < 0 && conn_lost(m)) {	/* ask again after the reconnect */
+			if (must_reconnect(m, r)) {	/* ask again after the reconnect */
 				pthread_mutex_lock(&m->lock);
 				HASH_FIND_STR(m->pols, ids[i], p);
 				if (p)
@@ -1323,7 +1363,7 @@ static char *files_json(struct mfile *const *batch, size_t n)
 		if (!cJSON_AddStringToObject(o, "job_id", id) ||
 		    !cJSON_AddStringToObject(o, "rel_path", f->rel) ||
 		    !add_str_or_null(o, "bucket", f->bucket) || !add_str_or_null(o, "key", f->okey) ||
-		    !add_u64(o, "size", f->size > INT64_MAX ? INT64_MAX : f->size) ||
+		    !add_u64(o, "size", f->size > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : f->size) ||
 		    !add_str_or_null(o, "checksum", f->checksum) ||
 		    !add_str_or_null(o, "etag", f->etag) ||
 		    !cJSON_AddStringToObject(o, "state", f->state) ||
@@ -1362,7 +1402,7 @@ static int write_files(struct meta *m, struct mfile *const *batch, size_t n)
 	}
 	r = db_exec(m, "cannot write ledger rows", sql, 1, &param, NULL);
 	free(json);
-	if (r == 0 || conn_lost(m))
+	if (r == 0 || must_reconnect(m, r))
 		return r;
 	if (n == 1) {
 		char q[300];
@@ -1465,7 +1505,7 @@ static int write_job(struct meta *m, const struct job_write *w)
 /* The outcome of write_job() for j. Called with m->lock held. */
 static void job_written(struct meta *m, struct mjob *j, const struct job_write *w, int r)
 {
-	if (r < 0 && conn_lost(m)) {
+	if (must_reconnect(m, r)) {
 		j->dirty = true;
 	} else if (r < 0) {
 		log_msg(LOG_WARNING, "job status dropped", "job=%s status=%s errno=%d", w->uuid,
@@ -1492,7 +1532,7 @@ static void job_written(struct meta *m, struct mjob *j, const struct job_write *
 static int flush_jobs(struct meta *m, bool force, uint64_t *next_due)
 {
 	struct job_write w[JOB_BATCH];
-	struct mjob *j, *tmp;
+	struct mjob *j;
 	size_t n;
 	int r = 0;
 
@@ -1501,7 +1541,7 @@ static int flush_jobs(struct meta *m, bool force, uint64_t *next_due)
 
 		n = 0;
 		pthread_mutex_lock(&m->lock);
-		HASH_ITER(hh, m->jobs, j, tmp) {
+		for (j = m->jobs; j; j = j->hh.next) {
 			bool same;
 			uint64_t due;
 
@@ -1536,7 +1576,7 @@ static int flush_jobs(struct meta *m, bool force, uint64_t *next_due)
 				job_written(m, j, &w[i], wr);
 			pthread_mutex_unlock(&m->lock);
 			free(w[i].json);
-			if (wr < 0 && conn_lost(m))
+			if (must_reconnect(m, wr))
 				r = wr;
 		}
 		if (n < JOB_BATCH)
@@ -1550,11 +1590,11 @@ static int poll_complete(struct meta *m)
 {
 	char (*ids)[UUID_LEN + 1] = NULL, *arr = NULL;
 	size_t n = 0, cap = 0;
-	struct mjob *j, *tmp;
+	struct mjob *j;
 	int r = 0;
 
 	pthread_mutex_lock(&m->lock);
-	HASH_ITER(hh, m->jobs, j, tmp) {
+	for (j = m->jobs; j; j = j->hh.next) {
 		if (j->complete_seen)
 			continue;
 		if (n == cap) {
@@ -1602,7 +1642,33 @@ static int poll_complete(struct meta *m)
 out:
 	free(ids);
 	free(arr);
-	return r < 0 && conn_lost(m) ? r : 0;
+	return must_reconnect(m, r) ? r : 0;
+}
+
+/* Forget jobs that completed, are written and were not posted for IDLE_FORGET_MS, and their
+ * policies, so a long-running daemon does not grow (posted again, a job starts afresh). */
+static void forget_idle(struct meta *m)
+{
+	uint64_t now = now_ms();
+	struct mjob *j, *tmp;
+	struct mpol *p;
+
+	pthread_mutex_lock(&m->lock);
+	for (j = m->jobs; j; j = tmp) {
+		tmp = j->hh.next;
+		if (!j->complete_seen || j->dirty || now - j->last_ms < IDLE_FORGET_MS)
+			continue;
+		HASH_FIND_STR(m->pols, j->uuid, p);
+		if (p) {
+			HASH_DEL(m->pols, p);
+			meta_policy_release(&p->pol);
+			free(p);
+		}
+		HASH_DEL(m->jobs, j);
+		state_free(j->st);
+		free(j);
+	}
+	pthread_mutex_unlock(&m->lock);
 }
 
 /* One turn of the thread's work. Returns how long it may sleep (ms), or -errno when the
@@ -1623,6 +1689,7 @@ static int work(struct meta *m, bool final)
 	if (!final && now >= m->next_poll_ms) {
 		if ((r = poll_complete(m)) < 0)
 			return r;
+		forget_idle(m);
 		m->next_poll_ms = now_ms() + m->poll_ms;
 	}
 	if ((r = notifications(m)) < 0)
@@ -1673,14 +1740,14 @@ static void *meta_thread(void *arg)
 		}
 		r = work(m, false);
 		if (r < 0) {
-			db_disconnect(m);
+			db_disconnect(m, "postgresql connection lost or stuck, job status kept in memory");
 			continue;
 		}
 		wait_events(m, r);
 	}
 	if (m->conn && work(m, true) < 0)
 		log_msg(LOG_WARNING, "job status not all written at exit", NULL);
-	db_disconnect(m);
+	db_disconnect(m, NULL);
 	return NULL;
 }
 
@@ -1760,7 +1827,6 @@ int meta_create(struct meta **out, const struct cfg *cfg)
 	m->cfg = cfg;
 	m->have_db = cfg->database_url && *cfg->database_url;
 	m->poll_ms = (uint64_t)(cfg->pg_poll_seconds > 0 ? cfg->pg_poll_seconds : 2) * 1000;
-	r = -errno;
 	if (pthread_mutex_init(&m->lock, NULL) != 0) {
 		free(m);
 		return -ENOMEM;

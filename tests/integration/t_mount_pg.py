@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""t_mount_pg - a job written through the mount reports its upload state in the scraper's
+`jobs` row (output->'uploadToS3'), as the scraper's guide queries it.
+
+  status_success    (s3rver) jobs row with output {saveFiles, fileFormat}; write a job; the row's
+                    status set to 'completed' completes it; the guide's SQL returns success,
+                    uploadedAt, filesUploaded, bytesUploaded, errors [] and s3Urls; other keys
+                    of output are untouched.
+  policy_disabled   (s3rver) output.uploadToS3.enabled=false: nothing uploaded, status disabled.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mountlib as ml  # noqa: E402
+
+T = ml.Suite("t_mount_pg")
+
+
+def sql(q, *args):
+    """Run q with psql variables :'v1'... bound to args (psql quotes them)."""
+    cmd = ["psql", os.environ["DATABASE_URL"], "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
+    for i, a in enumerate(args):
+        cmd += ["-v", "v%d=%s" % (i + 1, a)]
+    r = subprocess.run(cmd, input=q, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        ml.fail("psql: %s" % r.stderr.strip())
+    return r.stdout.strip()
+
+
+def setup_table():
+    sql("""CREATE TABLE IF NOT EXISTS jobs (id uuid PRIMARY KEY, name text, status text,
+           config jsonb, output jsonb, created_at timestamptz DEFAULT now(),
+           updated_at timestamptz DEFAULT now())""")
+
+
+def job_folder(u):
+    return time.strftime("%Y%m%d_%H%M%S", time.gmtime()) + "_" + u
+
+
+@T.case("status_success", timeout=120)
+def status_success(ctx):
+    if "DATABASE_URL" not in os.environ:
+        raise ml.Skip("DATABASE_URL is not set (run under tests/with-env.sh)")
+    setup_table()
+    u = str(uuid.uuid4())
+    sql("INSERT INTO jobs (id, name, status, output) VALUES (:'v1', 'S3 Test Job', 'running', "
+        "'{\"saveFiles\": true, \"fileFormat\": \"json\"}')", u)
+    m = ctx.mount(on_completion=True, env={"DATABASE_URL": os.environ["DATABASE_URL"],
+                                           "S3JOBFS_PG_POLL_SECONDS": "1"})
+    folder = job_folder(u)
+    files = {"all_products.json": json.dumps([{"id": 1}]).encode(),
+             "categories.json": b'{"categories": []}',
+             "pdfs/a.pdf": os.urandom(70000), "products/p1.json": b'{"id": 1}'}
+    for rel, data in files.items():
+        ml.write_file(os.path.join(m.mnt, folder, rel), data)
+    ml.wait_for(lambda: sql("SELECT output->'uploadToS3'->>'status' FROM jobs WHERE id = :'v1'", u)
+                == "pending", 20, "status pending in the jobs row")
+    ctx.step("the scraper marks the job completed")
+    sql("UPDATE jobs SET status = 'completed' WHERE id = :'v1'", u)
+    ml.wait_for(lambda: sql("SELECT output->'uploadToS3'->>'status' FROM jobs WHERE id = :'v1'", u)
+                == "success", 30, "status success in the jobs row")
+    row = sql("""SELECT output->'uploadToS3'->>'status', output->'uploadToS3'->>'uploadedAt',
+                 output->'uploadToS3'->>'filesUploaded', output->'uploadToS3'->>'bytesUploaded',
+                 output->'uploadToS3'->'errors', output->>'fileFormat'
+                 FROM jobs WHERE id = :'v1'""", u).split("|")
+    ml.check_eq(row[0], "success", "status")
+    ml.check(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$", row[1]), "uploadedAt %r" % row[1])
+    ml.check_eq(row[2], str(len(files)), "filesUploaded")
+    ml.check_eq(row[3], str(sum(map(len, files.values()))), "bytesUploaded")
+    ml.check_eq(json.loads(row[4]), [], "errors")
+    ml.check_eq(row[5], "json", "output.fileFormat (untouched)")
+    urls = json.loads(sql("SELECT output->'uploadToS3'->'s3Urls' FROM jobs WHERE id = :'v1'", u))
+    base = "s3://%s/%s%s/" % (ctx.s3.bucket, ctx.prefix, folder)
+    ml.check_eq(urls.get("all_products_json"), base + "all_products.json", "s3Urls.all_products_json")
+    ml.check_eq(urls.get("pdfs_dir"), base + "pdfs/", "s3Urls.pdfs_dir")
+    ml.check_s3(ctx.s3, ctx.prefix + folder + "/", ml.digest_map(files))
+    m.umount()
+
+
+@T.case("policy_disabled", timeout=120)
+def policy_disabled(ctx):
+    if "DATABASE_URL" not in os.environ:
+        raise ml.Skip("DATABASE_URL is not set (run under tests/with-env.sh)")
+    setup_table()
+    u = str(uuid.uuid4())
+    sql("INSERT INTO jobs (id, name, status, output) VALUES (:'v1', 'no upload', 'running', "
+        "'{\"saveFiles\": true, \"uploadToS3\": {\"enabled\": false}}')", u)
+    m = ctx.mount(on_completion=False, env={"DATABASE_URL": os.environ["DATABASE_URL"],
+                                            "S3JOBFS_PG_POLL_SECONDS": "1"})
+    folder = job_folder(u)
+    os.makedirs(os.path.join(m.mnt, folder))
+    time.sleep(2.5)     # the policy is fetched when the folder appears
+    ml.write_file(os.path.join(m.mnt, folder, "all_products.json"), b"[]")
+    ml.wait_for(lambda: sql("SELECT output->'uploadToS3'->>'status' FROM jobs WHERE id = :'v1'", u)
+                == "disabled", 20, "status disabled")
+    time.sleep(2)
+    ml.check(not ctx.s3.list(ctx.prefix), "objects uploaded for a job with uploadToS3.enabled=false")
+    m.umount()
+
+
+if __name__ == "__main__":
+    T.main()
