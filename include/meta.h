@@ -9,8 +9,9 @@
  * down stays in memory and is written when it is back; after a daemon restart the cache posts
  * everything again (its journal is the durable record), so nothing is lost.
  *
- * Status lives in jobs.output->'uploadToS3' = {enabled, status, uploadedAt, s3Urls,
- * bytesUploaded, filesUploaded, errors}; it is written with one jsonb_set statement whose
+ * Status lives in jobs.output->'uploadToS3': the keys {enabled, status, uploadedAt, s3Urls,
+ * bytesUploaded, filesUploaded, errors} are merged into that object (the job's own settings
+ * there, and an `enabled` already set, are kept) with one jsonb_set statement whose
  * counters are aggregated from the s3jobfs_files ledger, so several daemons uploading parts of
  * one job add up instead of overwriting each other. Parameterised queries only.
  */
@@ -31,7 +32,7 @@ struct meta;
  * Returns true when name has that shape (valid date and time digits, RFC 4122 textual uuid). */
 bool meta_parse_job_folder(const char *name, char uuid[37]);
 
-/* Per-job settings from jobs.config / jobs.output (see the README's table). */
+/* Per-job settings from jobs.output (rules: the table in meta/meta.c and the README). */
 struct meta_policy {
 	bool have_row;			/* a jobs row exists for this uuid */
 	bool enabled;			/* output.uploadToS3.enabled (default: S3_ENABLED) */
