@@ -324,7 +324,7 @@ static struct job *job_get(struct cache *c, const char *rel, bool create)
 	if (!meta_parse_job_folder(j->name, j->uuid))
 		j->uuid[0] = '\0';
 	j->born_ms = now_ms();
-	j->policy_wanted = c->meta != NULL && j->uuid[0];
+	j->policy_wanted = c->meta != NULL && c->cfg->database_url && j->uuid[0];
 	HASH_ADD_KEYPTR(hh, c->jobs, j->name, n, j);
 	return j;
 }
@@ -2957,9 +2957,13 @@ int cache_drain(struct cache *c, int timeout_s)
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += timeout_s;
 	pthread_mutex_lock(&c->lock);
-	/* settle delays end now: everything closed goes */
+	/* settle delays end now, and so do waits for a job's row: everything closed goes */
 	{
 		struct cache_file *f, *tmp;
+		struct job *j, *jt;
+
+		HASH_ITER(hh, c->jobs, j, jt)
+			j->policy_wanted = false;
 
 		HASH_ITER(hh, c->files, f, tmp)
 			if (f->state == ST_DIRTY && upload_allowed(c, f))
