@@ -13,7 +13,8 @@
 #     S3RVER_ENDPOINT S3RVER_ACCESS_KEY_ID S3RVER_SECRET_ACCESS_KEY S3RVER_BUCKET S3RVER_BUCKET2
 #     S3RVER_REGION
 #   OpenStack Swift (Debian's packages): one-node proxy, account, container and object servers,
-#   s3api + tempauth (keys test:tester / testing, region us-east-1), same two buckets:
+#   s3api + tempauth (keys test:tester / testing, region us-east-1; test:reader / reading is a
+#   user of the same account without rights, for AccessDenied), same two buckets:
 #     SWIFT_ENDPOINT SWIFT_ACCESS_KEY_ID SWIFT_SECRET_ACCESS_KEY SWIFT_BUCKET SWIFT_BUCKET2
 #     SWIFT_REGION
 #   PostgreSQL 15, trust auth, database s3jobfs_test:
@@ -369,6 +370,7 @@ max_upload_part_num = 10000
 [filter:tempauth]
 use = egg:swift#tempauth
 user_test_tester = testing .admin
+user_test_reader = reading
 
 [filter:slo]
 use = egg:swift#slo

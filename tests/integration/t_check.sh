@@ -38,6 +38,9 @@ run_check good_swift SWIFT 0 -- "all checks passed" "HeadBucket answered"
 run_check wrong_secret SWIFT 1 S3_SECRET_ACCESS_KEY=not-the-secret -- \
 	"SignatureDoesNotMatch" "S3_SECRET_ACCESS_KEY" "check: FAILED"
 run_check wrong_key_id S3RVER 1 S3_ACCESS_KEY_ID=NOBODY -- "InvalidAccessKeyId" "S3_ACCESS_KEY_ID"
+# a valid Swift user of the same account without rights on the bucket (tempauth, no .admin)
+run_check access_denied SWIFT 1 S3_ACCESS_KEY_ID=test:reader S3_SECRET_ACCESS_KEY=reading -- \
+	"AccessDenied" "s3:PutObject" "s3:ListBucket"
 run_check wrong_bucket S3RVER 1 S3_BUCKET_NAME=no-such-bucket-here -- \
 	"NoSuchBucket" "S3_BUCKET_NAME" "aws s3 mb s3://no-such-bucket-here"
 run_check wrong_bucket_swift SWIFT 1 S3_BUCKET_NAME=no-such-bucket-here -- "NoSuchBucket"
