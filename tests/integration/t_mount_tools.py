@@ -569,6 +569,33 @@ def rename_uploaded(ctx):
     finish(ctx, m)
 
 
+@T.case("rename_dir", timeout=90)
+def rename_dir(ctx):
+    """rename of a directory whose uploaded files were evicted (they are only in S3): every
+    object moves to the new prefix by a server-side copy, none stays behind; and a directory of
+    staged files moves by re-upload."""
+    m, job, d = start(ctx, env={"S3JOBFS_CACHE_MAX_SIZE": "1"})   # evict every clean file
+    files = {"pdfs/a.pdf": os.urandom(300 * KiB), "pdfs/b.pdf": os.urandom(200 * KiB),
+             "pdfs/deep/c.pdf": os.urandom(100 * KiB)}
+    for rel, data in files.items():
+        ml.write_file(os.path.join(d, rel), data)
+    ml.fsync_dir(d)
+    ml.wait_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map(files), timeout=15,
+               what="objects before the directory rename")
+    time.sleep(2.5)     # the eviction pass runs every second
+    staged = [p for p in ml.tree_files(os.path.join(m.cache, "data")) if p.endswith(".pdf")]
+    ml.check(not staged, "files still staged after eviction: %s" % staged[:3])
+    os.rename(os.path.join(d, "pdfs"), os.path.join(d, "docs"))
+    want = {k.replace("pdfs/", "docs/", 1): v for k, v in files.items()}
+    ml.check_tree(os.path.join(d, "docs"), {k[5:]: v for k, v in want.items()},
+                  "files read back under docs/")
+    ml.check(not os.path.exists(os.path.join(d, "pdfs")), "pdfs/ still exists after the rename")
+    ml.fsync_dir(d)
+    ml.wait_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map(want), timeout=20,
+               what="objects after rename pdfs/ -> docs/")
+    finish(ctx, m)
+
+
 @T.case("rename_after_unlink", timeout=60)
 def rename_after_unlink(ctx):
     """unlink of one uploaded file, then at once rename of another in the same directory."""
