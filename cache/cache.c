@@ -1774,6 +1774,36 @@ int cache_complete_uuid(struct cache *c, const char *uuid)
 	return rc;
 }
 
+int cache_requeue_job(struct cache *c, const char *job, bool only_failed)
+{
+	struct cache_file *f, *tmp;
+	struct job *j, *jt, *found = NULL;
+	int n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	HASH_ITER(hh, c->jobs, j, jt)
+		if (!strcmp(j->name, job) || (j->uuid[0] && !strcasecmp(j->uuid, job)))
+			found = j;
+	if (!found) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOENT;
+	}
+	HASH_ITER(hh, c->files, f, tmp) {
+		if (f->job != found || !upload_allowed_now(c, f) || !policy_allows(f))
+			continue;
+		if (f->state == ST_FAILED || (!only_failed && f->state == ST_DIRTY)) {
+			f->attempts = 0;
+			enqueue(c, f, false);
+			n++;
+		}
+	}
+	found->dirty_status = true;
+	pthread_mutex_unlock(&c->lock);
+	log_msg(LOG_INFO, "job queued for upload again", "job=%s files=%d only_failed=%s", job, n,
+		only_failed ? "true" : "false");
+	return n;
+}
+
 /* Wait until every file in v[] has up_gen >= gens[i] (uploaded) or failed. Under c->lock. */
 static int wait_uploaded(struct cache *c, struct cache_file **v, const uint64_t *gens, size_t n)
 {

@@ -76,6 +76,17 @@ static char *answer(const char *line, bool *shutdown)
 		cJSON_AddNumberToObject(res, "deletesPending", (double)st.deletes_pending);
 		cJSON_AddItemToObject(res, "jobs", jobs ? cJSON_Parse(jobs) : cJSON_CreateArray());
 		free(jobs);
+	} else if (!strcmp(cmd, "upload")) {
+		const char *job = cJSON_GetStringValue(cJSON_GetObjectItem(req, "job"));
+		int n = job ? cache_requeue_job(srv.cache, job,
+						cJSON_IsTrue(cJSON_GetObjectItem(req, "onlyFailed"))) : -EINVAL;
+
+		cJSON_AddBoolToObject(res, "ok", n >= 0);
+		if (n >= 0)
+			cJSON_AddNumberToObject(res, "queued", n);
+		else
+			cJSON_AddStringToObject(res, "error", n == -ENOENT ? "no such job in the mount" :
+						strerror(-n));
 	} else if (!strcmp(cmd, "shutdown")) {
 		*shutdown = true;
 		cJSON_AddBoolToObject(res, "ok", true);

@@ -24,6 +24,7 @@ static const struct subcommand subcommands[] = {
 	{ "mount", cli_mount, "mount the bucket's prefix; files written there are uploaded to S3" },
 	{ "umount", cli_umount, "drain queued uploads, unmount and stop the daemon" },
 	{ "complete", cli_complete, "mark a job folder complete so its files upload now" },
+	{ "upload", cli_upload, "queue a job's files again (--only-failed), or upload a local job folder (--path)" },
 	{ "status", cli_status, "show each job's upload progress and errors (--json, --watch)" },
 	{ "check", cli_check, "check configuration, credentials and bucket access (exit 0 when all works)" },
 };

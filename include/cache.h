@@ -109,6 +109,11 @@ int cache_complete_job(struct cache *c, const char *name);
  * -ENOENT when no staged folder belongs to that job. */
 int cache_complete_uuid(struct cache *c, const char *uuid);
 
+/* Queue a job's files for upload again now (`s3jobfs upload JOB`): every file not in S3, or
+ * with only_failed just those whose upload failed. job is the folder name or its uuid.
+ * Returns the number of files queued, or -ENOENT for an unknown job. */
+int cache_requeue_job(struct cache *c, const char *job, bool only_failed);
+
 struct cache_stats {
 	uint64_t files_dirty, files_queued, files_uploading, files_clean, files_failed;
 	uint64_t bytes_dirty, bytes_clean;

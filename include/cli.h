@@ -11,5 +11,6 @@ int cli_mount(int argc, char **argv);
 int cli_umount(int argc, char **argv);
 int cli_complete(int argc, char **argv);
 int cli_status(int argc, char **argv);
+int cli_upload(int argc, char **argv);
 
 #endif

@@ -1567,6 +1567,16 @@ static int flush_jobs(struct meta *m, bool force, uint64_t *next_due)
 				break;
 		}
 		pthread_mutex_unlock(&m->lock);
+		/* the cache posts a file's row before the job state that counts it: write every
+		 * row posted up to now before these states, whose counters come from the ledger */
+		while (n > 0 && r >= 0) {
+			int more = flush_files(m);
+
+			if (more < 0)
+				r = more;
+			if (more <= 0)
+				break;
+		}
 		for (size_t i = 0; i < n; i++) {
 			int wr = r < 0 ? r : write_job(m, &w[i]);
 

@@ -105,5 +105,71 @@ def policy_disabled(ctx):
     m.umount()
 
 
+def status_of(u):
+    return sql("SELECT output->'uploadToS3'->>'status' FROM jobs WHERE id = :'v1'", u)
+
+
+@T.case("failed_then_only_failed", timeout=150)
+def failed_then_only_failed(ctx):
+    """S3 down when the job completes: status failed with errors; after the server is back,
+    `s3jobfs upload JOB --only-failed` brings it to success (before the daemon's own retry)."""
+    if "DATABASE_URL" not in os.environ:
+        raise ml.Skip("DATABASE_URL is not set (run under tests/with-env.sh)")
+    setup_table()
+    u = str(uuid.uuid4())
+    sql("INSERT INTO jobs (id, name, status, output) VALUES (:'v1', 'flaky', 'running', '{}')", u)
+    m = ctx.mount(on_completion=True, env={"DATABASE_URL": os.environ["DATABASE_URL"],
+                                           "S3_MAX_RETRIES": "0"})
+    folder = job_folder(u)
+    files = {"all_products.json": b"[1, 2]", "pdfs/x.pdf": os.urandom(20000)}
+    for rel, data in files.items():
+        ml.write_file(os.path.join(m.mnt, folder, rel), data)
+    tool = os.path.join(os.environ["S3JOBFS_TEST_ENV_DIR"], "s3rver-")
+    subprocess.run([tool + "stop"], check=True, timeout=60)
+    try:
+        m.complete(folder)
+        ml.wait_for(lambda: status_of(u) == "failed", 30, "status failed with S3 down")
+        errs = json.loads(sql("SELECT output->'uploadToS3'->'errors' FROM jobs WHERE id = :'v1'", u))
+        ml.check_eq(sorted(e["file"] for e in errs), sorted(files), "files listed in errors")
+        ml.check(all(e.get("code") for e in errs), "every error has an S3 code: %s" % errs)
+    finally:
+        subprocess.run([tool + "start"], check=True, timeout=60)
+    t0 = time.monotonic()
+    m.cmd("upload", "--cache-dir", m.cache, folder, "--only-failed")
+    ml.wait_for(lambda: status_of(u) == "success", 20, "status success after upload --only-failed")
+    print("# success %.1f s after upload --only-failed" % (time.monotonic() - t0))
+    ml.check_s3(ctx.s3, ctx.prefix + folder + "/", ml.digest_map(files))
+    m.umount()
+
+
+@T.case("upload_path", timeout=120)
+def upload_path(ctx):
+    """`s3jobfs upload --path DIR`: an existing local job folder (not under the mount) uploaded
+    with the same keys, its row's policy (screenshots off) and status."""
+    if "DATABASE_URL" not in os.environ:
+        raise ml.Skip("DATABASE_URL is not set (run under tests/with-env.sh)")
+    setup_table()
+    u = str(uuid.uuid4())
+    sql("INSERT INTO jobs (id, name, status, output) VALUES (:'v1', 'old job', 'completed', "
+        "'{\"saveFiles\": true}')", u)
+    folder = job_folder(u)
+    root = os.path.join(ctx.tmp, folder)
+    files = {"all_products.json": b"[]", "pdfs/a.pdf": os.urandom(5000),
+             "screenshots/s.png": os.urandom(3000)}
+    for rel, data in files.items():
+        ml.write_file(os.path.join(root, rel), data)
+    env = dict(ctx.env(False, os.path.join(ctx.tmp, "unused-cache")),
+               DATABASE_URL=os.environ["DATABASE_URL"])
+    r = subprocess.run([ml.BIN, "upload", "--env-file",
+                        "/dev/null", "--path", root], env=env, capture_output=True, text=True,
+                       timeout=60)
+    ml.check_eq(r.returncode, 0, "exit status of upload --path (%s)" % r.stderr.strip())
+    want = {k: v for k, v in files.items() if not k.startswith("screenshots/")}
+    ml.check_s3(ctx.s3, ctx.prefix + folder + "/", ml.digest_map(want))
+    ml.wait_for(lambda: status_of(u) == "success", 15, "status success after upload --path")
+    ml.check_eq(sql("SELECT output->'uploadToS3'->>'filesUploaded' FROM jobs WHERE id = :'v1'", u),
+                "2", "filesUploaded (screenshots skipped by default)")
+
+
 if __name__ == "__main__":
     T.main()
