@@ -98,7 +98,11 @@ struct cache_file {
 	uint64_t retry_at;		/* protected by c->lock: ms, FAILED only */
 	int attempts;			/* protected by c->lock: failed upload rounds */
 	char *up_key;			/* protected by c->lock: object that holds a version */
+	char *up_bucket;		/* protected by c->lock: its bucket; NULL = S3_BUCKET_NAME */
+	bool custom_target;		/* protected by c->lock: the job's row moved it elsewhere
+					 * (bucket/prefix): not in the mount's listing, never evicted */
 	uint64_t size;			/* protected by c->lock: at last close/upload */
+	uint64_t skip_gen;		/* protected by c->lock: gen last recorded as skipped */
 	uint64_t atime;			/* protected by c->lock: ms, for LRU eviction */
 	struct s3_error err;		/* protected by c->lock: last failure */
 	pthread_mutex_t open_lock;	/* serialises copy-on-write opens */
@@ -109,7 +113,9 @@ struct cache_file {
 TAILQ_HEAD(file_queue, cache_file);
 
 struct pending_del {
+	char *hkey;			/* hash key: key, or bucket "\x01" key for another bucket */
 	char *key;
+	char *bucket;			/* NULL = S3_BUCKET_NAME */
 	bool in_flight;
 	uint64_t done_at;		/* ms; deleted, kept a while to hide stale listings */
 	TAILQ_ENTRY(pending_del) link;
@@ -148,6 +154,7 @@ struct clean_rec {			/* journal C record, during replay only */
 	char *path;
 	uint64_t size, mtime_ns, ctime_ns, ino;
 	char *key;
+	char *bucket;			/* NULL: S3_BUCKET_NAME */
 	UT_hash_handle hh;
 };
 
@@ -293,7 +300,8 @@ static void journal_add(struct cache *c, bool sync, char type, int n, ...)
 	free(buf);
 }
 
-static void journal_clean(struct cache *c, const char *path, const struct stat *st, const char *key)
+static void journal_clean(struct cache *c, const char *path, const struct stat *st, const char *key,
+			  const char *bucket)
 {
 	char size[24], mt[24], ct[24], ino[24];
 
@@ -301,7 +309,10 @@ static void journal_clean(struct cache *c, const char *path, const struct stat *
 	snprintf(mt, sizeof(mt), "%" PRIu64, ts_ns(&st->st_mtim));
 	snprintf(ct, sizeof(ct), "%" PRIu64, ts_ns(&st->st_ctim));
 	snprintf(ino, sizeof(ino), "%" PRIu64, (uint64_t)st->st_ino);
-	journal_add(c, false, 'C', 6, path, size, mt, ct, ino, key);
+	if (bucket)
+		journal_add(c, false, 'C', 7, path, size, mt, ct, ino, key, bucket);
+	else
+		journal_add(c, false, 'C', 6, path, size, mt, ct, ino, key);
 }
 
 /* ------------------------------------------------------------------ files and jobs */
@@ -361,6 +372,7 @@ static void file_free(struct cache_file *f)
 	pthread_mutex_destroy(&f->open_lock);
 	free(f->path);
 	free(f->up_key);
+	free(f->up_bucket);
 	free(f);
 }
 
@@ -412,6 +424,15 @@ static bool policy_allows(const struct cache_file *f)
 	return meta_policy_includes(&j->policy, f->path + strlen(j->name) + 1);
 }
 
+/* Has the job's row (known by now) excluded f from upload? Under c->lock. */
+static bool policy_excludes(const struct cache_file *f)
+{
+	const struct job *j = f->job;
+
+	return j && j->uuid[0] && j->have_policy && j->policy.have_row &&
+	       !meta_policy_includes(&j->policy, f->path + strlen(j->name) + 1);
+}
+
 /* May f be uploaded now (ignoring the settle delay)? Under c->lock. */
 static bool upload_allowed(struct cache *c, const struct cache_file *f)
 {
@@ -447,6 +468,8 @@ static void file_changed(struct cache *c, struct cache_file *f)
 /* After the last writer closed (or any event that may make f eligible). Under c->lock. */
 static void file_settle(struct cache *c, struct cache_file *f)
 {
+	if (f->job)
+		f->job->dirty_status = true;	/* counters, or a skipped file to record */
 	if (f->state != ST_DIRTY || !upload_allowed(c, f))
 		return;
 	if (c->cfg->settle_ms == 0 || (f->job && c->cfg->upload_on_completion))
@@ -455,49 +478,83 @@ static void file_settle(struct cache *c, struct cache_file *f)
 		f->settle_at = now_ms() + (uint64_t)c->cfg->settle_ms;
 }
 
-/* Schedule deletion of an object (journalled first, durably). Under c->lock. */
-static void delete_key(struct cache *c, const char *key)
+/* The tombstone hash key of an object: the key, or bucket "\x01" key in another bucket.
+ * Caller frees. */
+static char *obj_hkey(const char *bucket, const char *key)
+{
+	char *h = NULL;
+
+	if (!bucket)
+		return strdup(key);
+	return asprintf(&h, "%s\x01%s", bucket, key) < 0 ? NULL : h;
+}
+
+static void pending_del_free(struct pending_del *d)
+{
+	free(d->hkey);
+	free(d->key);
+	free(d->bucket);
+	free(d);
+}
+
+/* Schedule deletion of an object (journalled first, durably). bucket NULL: the configured
+ * one. Under c->lock. */
+static void delete_key(struct cache *c, const char *bucket, const char *key)
 {
 	struct pending_del *d;
+	char *h;
 
-	if (!c->cfg->s3_enabled)
+	if (!c->cfg->s3_enabled || !(h = obj_hkey(bucket, key)))
 		return;
-	HASH_FIND_STR(c->tombs, key, d);
+	HASH_FIND_STR(c->tombs, h, d);
 	if (d && d->done_at) {
 		d->done_at = 0;
 		TAILQ_INSERT_TAIL(&c->dels, d, link);
+	} else if (!d) {
+		d = calloc(1, sizeof(*d));
+		if (!d || !(d->key = strdup(key)) || (bucket && !(d->bucket = strdup(bucket)))) {
+			if (d)
+				pending_del_free(d);
+			free(h);
+			return;
+		}
+		d->hkey = h;
+		h = NULL;
+		HASH_ADD_KEYPTR(hh, c->tombs, d->hkey, strlen(d->hkey), d);
+		TAILQ_INSERT_TAIL(&c->dels, d, link);
+	} else {
+		free(h);
+		return;
+	}
+	free(h);
+	if (bucket)
+		journal_add(c, true, 'D', 2, key, bucket);
+	else
 		journal_add(c, true, 'D', 1, key);
-		pthread_cond_signal(&c->work_cond);
-		return;
-	}
-	if (d)
-		return;
-	d = calloc(1, sizeof(*d));
-	if (!d || !(d->key = strdup(key))) {
-		free(d);
-		return;
-	}
-	HASH_ADD_KEYPTR(hh, c->tombs, d->key, strlen(d->key), d);
-	TAILQ_INSERT_TAIL(&c->dels, d, link);
-	journal_add(c, true, 'D', 1, key);
 	pthread_cond_signal(&c->work_cond);
 }
 
 /* A new upload to key supersedes a pending delete of it. Under c->lock. */
-static void cancel_delete(struct cache *c, const char *key)
+static void cancel_delete(struct cache *c, const char *bucket, const char *key)
 {
 	struct pending_del *d;
+	char *h = obj_hkey(bucket, key);
 
-	HASH_FIND_STR(c->tombs, key, d);
+	if (!h)
+		return;
+	HASH_FIND_STR(c->tombs, h, d);
+	free(h);
 	if (!d || d->in_flight)
 		return;
 	HASH_DEL(c->tombs, d);
 	if (!d->done_at) {
 		TAILQ_REMOVE(&c->dels, d, link);
-		journal_add(c, false, 'd', 1, key);
+		if (bucket)
+			journal_add(c, false, 'd', 2, key, bucket);
+		else
+			journal_add(c, false, 'd', 1, key);
 	}
-	free(d->key);
-	free(d);
+	pending_del_free(d);
 }
 
 static void rlist_free(struct rlist *l)
@@ -915,7 +972,7 @@ static int stage_remote(struct cache *c, const char *rel, uint64_t size)
 			f->up_gen = f->gen;
 			f->up_key = strdup(key);
 			f->size = (uint64_t)st.st_size;
-			journal_clean(c, rel, &st, key);
+			journal_clean(c, rel, &st, key, NULL);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1189,20 +1246,20 @@ static void on_mpu(void *ctx, const char *key, const char *upload_id, bool done)
 }
 
 /* Upload the open file fd (a stable version) of f to key. No lock held. */
-static int put_version(struct cache *c, int fd, const struct stat *st, const char *key,
-		       char *etag, struct s3_error *err)
+static int put_version(struct cache *c, int fd, const struct stat *st, const char *bucket,
+		       const char *key, char *etag, struct s3_error *err)
 {
 	struct s3_put_opts o = {
 		.set_meta = true, .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
 		.mtime = st->st_mtim, .mpu_event = on_mpu, .mpu_ctx = c,
 	};
 
-	return c->store->put_file(c->store->ctx, NULL, key, fd, (uint64_t)st->st_size, &o, etag, err);
+	return c->store->put_file(c->store->ctx, bucket, key, fd, (uint64_t)st->st_size, &o, etag, err);
 }
 
 /* Upload a symlink as a small object holding its target. */
-static int put_symlink(struct cache *c, const char *rel, const struct stat *st, const char *key,
-		       char *etag, struct s3_error *err)
+static int put_symlink(struct cache *c, const char *rel, const struct stat *st, const char *bucket,
+		       const char *key, char *etag, struct s3_error *err)
 {
 	char target[4096], name[64];
 	ssize_t n = readlinkat(c->data_fd, rel, target, sizeof(target) - 1);
@@ -1223,29 +1280,51 @@ static int put_symlink(struct cache *c, const char *rel, const struct stat *st, 
 		struct stat lst = *st;
 
 		lst.st_size = n;
-		rc = put_version(c, fd, &lst, key, etag, err);
+		rc = put_version(c, fd, &lst, bucket, key, etag, err);
 	}
 	close(fd);
 	return rc;
 }
 
+/* Where f's content goes: its job row's bucket/prefix when the row sets them, else the
+ * mount's. *bucket: NULL for S3_BUCKET_NAME, else heap; *key heap (NULL on ENOMEM); *custom:
+ * somewhere the mount's listing does not show. Under c->lock. */
+static void target_of(struct cache *c, const struct cache_file *f, char **bucket, char **key,
+		      bool *custom)
+{
+	const struct job *j = f->job;
+	const struct meta_policy *p = j && j->have_policy && j->policy.have_row ? &j->policy : NULL;
+
+	*bucket = NULL;
+	*custom = false;
+	if (!p || (!p->bucket && !p->prefix)) {
+		*key = key_of(c, f->path);
+		return;
+	}
+	if (p->bucket && (!c->cfg->bucket || strcmp(p->bucket, c->cfg->bucket) != 0))
+		*bucket = strdup(p->bucket);
+	if (asprintf(key, "%s%s", p->prefix ? p->prefix : c->cfg->prefix, f->path) < 0)
+		*key = NULL;
+	*custom = *bucket || (p->prefix && strcmp(p->prefix, c->cfg->prefix) != 0);
+}
+
 static void upload_one(struct cache *c, struct cache_file *f)
 {
-	char *rel, *key, etag[72] = "", et[400];
+	char *rel, *key, *bucket, etag[72] = "", et[400];
 	struct s3_error e = { 0 };
 	struct stat st;
 	uint64_t gen, t0 = now_ms();
 	int fd = -1, rc;
-	bool link = false;
+	bool link = false, custom;
 
 	/* under c->lock: take a stable version (opening by path under the lock, so a
 	 * copy-on-write open can only replace the path after we hold the inode) */
 	gen = f->gen;
 	rel = strdup(f->path);
-	key = key_of(c, f->path);
+	target_of(c, f, &bucket, &key, &custom);
 	f->cow = false;
 	if (rel && key)
-		cancel_delete(c, key);
+		cancel_delete(c, bucket, key);
 	if (rel && fstatat(c->data_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
 		link = true;
 	else if (rel)
@@ -1255,13 +1334,13 @@ static void upload_one(struct cache *c, struct cache_file *f)
 	if (!rel || !key) {
 		rc = -ENOMEM;
 	} else if (link) {
-		rc = put_symlink(c, rel, &st, key, etag, &e);
+		rc = put_symlink(c, rel, &st, bucket, key, etag, &e);
 	} else if (fd < 0) {
 		rc = -errno;
 	} else if (fstat(fd, &st) < 0) {
 		rc = -errno;
 	} else {
-		rc = put_version(c, fd, &st, key, etag, &e);
+		rc = put_version(c, fd, &st, bucket, key, etag, &e);
 	}
 
 	pthread_mutex_lock(&c->lock);
@@ -1278,25 +1357,30 @@ static void upload_one(struct cache *c, struct cache_file *f)
 		log_msg(LOG_INFO, "s3 upload done", "key=%s bytes=%" PRIu64 " ms=%" PRIu64 " attempts=%d",
 			log_quote(et, sizeof(et), key), (uint64_t)st.st_size, now_ms() - t0,
 			e.attempts ? e.attempts : 1);
+		if (f->up_key && (strcmp(f->up_key, key) != 0 ||
+				  (f->up_bucket == NULL) != (bucket == NULL) ||
+				  (bucket && strcmp(bucket, f->up_bucket) != 0)))
+			delete_key(c, f->up_bucket, f->up_key);	/* the job moved it elsewhere */
 		free(f->up_key);
+		free(f->up_bucket);
 		f->up_key = key;
+		f->up_bucket = bucket;
+		f->custom_target = custom;
 		key = NULL;
+		bucket = NULL;
 		f->attempts = 0;
 		if (same) {
 			f->state = ST_CLEAN;
 			f->up_gen = gen;
 			f->size = (uint64_t)st.st_size;
-			journal_clean(c, rel, &st, f->up_key);
+			journal_clean(c, rel, &st, f->up_key, f->up_bucket);
 		} else if (f->gone || strcmp(f->path, rel) != 0) {
 			/* unlinked or renamed while uploading: that object must go */
-			char *k2 = key_of(c, f->path);
-
-			if (f->gone || (k2 && strcmp(k2, f->up_key) != 0)) {
-				delete_key(c, f->up_key);
-				free(f->up_key);
-				f->up_key = NULL;
-			}
-			free(k2);
+			delete_key(c, f->up_bucket, f->up_key);
+			free(f->up_key);
+			free(f->up_bucket);
+			f->up_key = NULL;
+			f->up_bucket = NULL;
 			if (!f->gone) {
 				f->state = ST_DIRTY;
 				file_settle(c, f);
@@ -1333,10 +1417,12 @@ static void upload_one(struct cache *c, struct cache_file *f)
 
 		f->job->dirty_status = true;
 		if (rc == 0)
-			meta_post_file(c->meta, f->job->uuid, in_job, c->cfg->bucket, f->up_key,
+			meta_post_file(c->meta, f->job->uuid, in_job,
+				       f->up_bucket ? f->up_bucket : c->cfg->bucket, f->up_key,
 				       (uint64_t)st.st_size, NULL, etag, "uploaded", e.attempts, NULL);
 		else if (!f->gone)
-			meta_post_file(c->meta, f->job->uuid, in_job, c->cfg->bucket, key ? key : "",
+			meta_post_file(c->meta, f->job->uuid, in_job, bucket ? bucket : c->cfg->bucket,
+				       key ? key : "",
 				       f->size, NULL, NULL, "failed", e.attempts,
 				       s3_error_text(&f->err, ebuf, sizeof(ebuf)));
 	}
@@ -1346,6 +1432,7 @@ static void upload_one(struct cache *c, struct cache_file *f)
 		close(fd);
 	free(rel);
 	free(key);
+	free(bucket);
 }
 
 static void delete_one(struct cache *c, struct pending_del *d)
@@ -1355,14 +1442,14 @@ static void delete_one(struct cache *c, struct pending_del *d)
 	int rc;
 
 	/* a live file now maps to this key: it will overwrite the object; do not delete */
-	if (strncmp(key, c->cfg->prefix, strlen(c->cfg->prefix)) == 0 &&
+	if (!d->bucket && strncmp(key, c->cfg->prefix, strlen(c->cfg->prefix)) == 0 &&
 	    file_find(c, key + strlen(c->cfg->prefix))) {
 		rc = 0;
 		goto done;
 	}
 	d->in_flight = true;
 	pthread_mutex_unlock(&c->lock);
-	rc = c->store->del(c->store->ctx, NULL, key, &e);
+	rc = c->store->del(c->store->ctx, d->bucket, key, &e);
 	if (rc == -ENOENT)
 		rc = 0;
 	pthread_mutex_lock(&c->lock);
@@ -1377,7 +1464,10 @@ static void delete_one(struct cache *c, struct pending_del *d)
 	}
 	log_msg(LOG_INFO, "s3 delete done", "key=%s", key);
 done:
-	journal_add(c, false, 'd', 1, key);
+	if (d->bucket)
+		journal_add(c, false, 'd', 2, key, d->bucket);
+	else
+		journal_add(c, false, 'd', 1, key);
 	{
 		const char *rel = strncmp(key, c->cfg->prefix, strlen(c->cfg->prefix)) == 0 ?
 				  key + strlen(c->cfg->prefix) : key;
@@ -1482,6 +1572,14 @@ static const char *job_status(struct cache *c, struct job *j, size_t *n_failed)
 	return total || j->completed ? "success" : "pending";
 }
 
+/* The bucket a job's objects go to (its row's uploadToS3.bucket, else S3_BUCKET_NAME). */
+static const char *target_bucket(const struct cache *c, const struct job *j)
+{
+	if (j->have_policy && j->policy.have_row && j->policy.bucket)
+		return j->policy.bucket;
+	return c->cfg->bucket ? c->cfg->bucket : "";
+}
+
 /* Send the job's state to meta (copied there; never blocks). Under c->lock. */
 static void job_post(struct cache *c, struct job *j)
 {
@@ -1497,6 +1595,14 @@ static void job_post(struct cache *c, struct job *j)
 		return;
 	st.status = job_status(c, j, &n_failed);
 	errs = n_failed ? calloc(n_failed, sizeof(*errs)) : NULL;
+	HASH_ITER(hh, c->files, f, tmp) {
+		/* a closed file the job's row excludes: its ledger row says skipped (once a version) */
+		if (f->job == j && f->writers == 0 && f->skip_gen != f->gen && policy_excludes(f)) {
+			f->skip_gen = f->gen;
+			meta_post_file(c->meta, j->uuid, f->path + strlen(j->name) + 1,
+				       target_bucket(c, j), "", f->size, NULL, NULL, "skipped", 0, NULL);
+		}
+	}
 	HASH_ITER(hh, c->files, f, tmp) {
 		if (f->job != j || f->state != ST_FAILED || !errs || k == n_failed)
 			continue;
@@ -1527,8 +1633,9 @@ static void job_post(struct cache *c, struct job *j)
 	}
 	st.uuid = j->uuid;
 	st.folder = j->name;
-	st.bucket = c->cfg->bucket ? c->cfg->bucket : "";
-	st.prefix = c->cfg->prefix;
+	st.bucket = target_bucket(c, j);
+	st.prefix = j->have_policy && j->policy.have_row && j->policy.prefix ? j->policy.prefix :
+		    c->cfg->prefix;
 	st.enabled = strcmp(st.status, "disabled") != 0;
 	st.top_entries = (const char *const *)tops;
 	st.n_top = n_tops;
@@ -1613,7 +1720,7 @@ static uint64_t evict(struct cache *c, uint64_t want_free)
 	excess -= freed;
 	pthread_mutex_lock(&c->lock);
 	HASH_ITER(hh, c->files, f, tmp) {
-		if (f->state != ST_CLEAN || f->refs > 0 || f->writers > 0)
+		if (f->state != ST_CLEAN || f->refs > 0 || f->writers > 0 || f->custom_target)
 			continue;
 		if (n == cap) {
 			struct cache_file **nv = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
@@ -1691,8 +1798,7 @@ static void *timer_main(void *arg)
 			HASH_ITER(hh, c->tombs, d, dt) {
 				if (d->done_at && now - d->done_at > 2 * DIR_TTL_MS) {
 					HASH_DEL(c->tombs, d);
-					free(d->key);
-					free(d);
+					pending_del_free(d);
 				}
 			}
 		}
@@ -1830,11 +1936,12 @@ static int wait_uploaded(struct cache *c, struct cache_file **v, const uint64_t 
 /* Upload a snapshot of a file that has writers open (fsync on an open file). */
 static int snapshot_upload(struct cache *c, struct cache_file *f)
 {
-	char name[64], *rel, *key, etag[72];
+	char name[64], *rel, *key, *bucket = NULL, etag[72];
 	struct s3_error e = { 0 };
 	struct stat st;
 	uint64_t gen;
 	int src, snap, rc;
+	bool custom;
 
 	pthread_mutex_lock(&c->lock);
 	if (f->torn) {
@@ -1843,9 +1950,9 @@ static int snapshot_upload(struct cache *c, struct cache_file *f)
 	}
 	gen = f->gen;
 	rel = strdup(f->path);
-	key = key_of(c, f->path);
+	target_of(c, f, &bucket, &key, &custom);
 	if (key)
-		cancel_delete(c, key);
+		cancel_delete(c, bucket, key);
 	pthread_mutex_unlock(&c->lock);
 	if (!rel || !key) {
 		rc = -ENOMEM;
@@ -1868,13 +1975,17 @@ static int snapshot_upload(struct cache *c, struct cache_file *f)
 		goto out;
 	}
 	unlinkat(c->tmp_fd, name, 0);
-	rc = put_version(c, snap, &st, key, etag, &e);
+	rc = put_version(c, snap, &st, bucket, key, etag, &e);
 	close(snap);
 	pthread_mutex_lock(&c->lock);
 	if (rc == 0) {
 		free(f->up_key);
+		free(f->up_bucket);
 		f->up_key = key;
+		f->up_bucket = bucket;
+		f->custom_target = custom;
 		key = NULL;
+		bucket = NULL;
 		if (f->up_gen < gen)
 			f->up_gen = gen;
 		c->totals.uploads_ok++;
@@ -1893,6 +2004,7 @@ static int snapshot_upload(struct cache *c, struct cache_file *f)
 out:
 	free(rel);
 	free(key);
+	free(bucket);
 	return rc ? -EIO : 0;
 }
 
@@ -2208,7 +2320,7 @@ int cache_unlink(struct cache *c, const char *rel)
 			dequeue(c, f);
 			f->gone = true;
 			if (f->up_key)
-				delete_key(c, f->up_key);
+				delete_key(c, f->up_bucket, f->up_key);
 			if (f->refs == 0)
 				file_free(f);
 		}
@@ -2220,7 +2332,7 @@ int cache_unlink(struct cache *c, const char *rel)
 
 			HASH_FIND(hh, c->rlists, rel, slash ? (size_t)(slash - rel) : 0, l);
 			if (!local || (l && rlist_find(l, slash ? slash + 1 : rel)))
-				delete_key(c, k);
+				delete_key(c, NULL, k);
 		}
 		free(k);
 	}
@@ -2245,9 +2357,11 @@ static void rename_nodes(struct cache *c, const char *from, const char *to)
 			continue;
 		HASH_DEL(c->files, f);
 		if (f->up_key)
-			delete_key(c, f->up_key);
+			delete_key(c, f->up_bucket, f->up_key);
 		free(f->up_key);
+		free(f->up_bucket);
 		f->up_key = NULL;
+		f->up_bucket = NULL;
 		free(f->path);
 		f->path = np;
 		f->job = job_get(c, np, true);
@@ -2290,7 +2404,7 @@ static int rename_remote(struct cache *c, const char *from, const char *to, bool
 		rc = c->store->copy(c->store->ctx, NULL, fk, NULL, tk, &e);
 		if (rc == 0) {
 			pthread_mutex_lock(&c->lock);
-			delete_key(c, fk);
+			delete_key(c, NULL, fk);
 			pthread_mutex_unlock(&c->lock);
 		}
 		goto out;
@@ -2322,7 +2436,7 @@ static int rename_remote(struct cache *c, const char *from, const char *to, bool
 			}
 			if (rc == 0) {
 				pthread_mutex_lock(&c->lock);
-				delete_key(c, k);
+				delete_key(c, NULL, k);
 				pthread_mutex_unlock(&c->lock);
 			}
 			(void)relk;
@@ -2551,7 +2665,7 @@ static void replay_line(struct replay *r, char *line)
 	case 'C': {
 		struct clean_rec *cr;
 
-		if (n != 7)
+		if (n != 7 && n != 8)
 			return;
 		HASH_FIND_STR(r->clean, f[1], cr);
 		if (!cr) {
@@ -2567,30 +2681,37 @@ static void replay_line(struct replay *r, char *line)
 		cr->ctime_ns = strtoull(f[4], NULL, 10);
 		cr->ino = strtoull(f[5], NULL, 10);
 		free(cr->key);
+		free(cr->bucket);
 		cr->key = strdup(f[6]);
+		cr->bucket = n == 8 ? strdup(f[7]) : NULL;
 		return;
 	}
 	case 'D': case 'd': {
 		struct pending_del *d;
+		const char *bucket = n == 3 ? f[2] : NULL;
+		char *h;
 
-		if (n != 2)
+		if ((n != 2 && n != 3) || !(h = obj_hkey(bucket, f[1])))
 			return;
-		HASH_FIND_STR(r->dels, f[1], d);
-		if (f[0][0] == 'd') {
-			if (d) {
+		HASH_FIND_STR(r->dels, h, d);
+		if (f[0][0] == 'd' || d) {
+			if (d && f[0][0] == 'd') {
 				HASH_DEL(r->dels, d);
 				TAILQ_REMOVE(&r->order, d, link);
-				free(d->key);
-				free(d);
+				pending_del_free(d);
 			}
+			free(h);
 			return;
 		}
-		if (d || !(d = calloc(1, sizeof(*d))) || !(d->key = strdup(f[1]))) {
-			if (d && !d->key)
-				free(d);
+		d = calloc(1, sizeof(*d));
+		if (!d || !(d->key = strdup(f[1])) || (bucket && !(d->bucket = strdup(bucket)))) {
+			if (d)
+				pending_del_free(d);
+			free(h);
 			return;
 		}
-		HASH_ADD_KEYPTR(hh, r->dels, d->key, strlen(d->key), d);
+		d->hkey = h;
+		HASH_ADD_KEYPTR(hh, r->dels, d->hkey, strlen(d->hkey), d);
 		TAILQ_INSERT_TAIL(&r->order, d, link);
 		return;
 	}
@@ -2704,8 +2825,14 @@ static int scan_dir(struct cache *c, struct replay *r, int dfd, const char *pref
 					f->state = ST_CLEAN;
 					f->up_gen = f->gen;
 				}
-				if (cr)
+				if (cr) {
+					char *dk = key_of(c, rel);
+
 					f->up_key = strdup(cr->key);
+					f->up_bucket = cr->bucket ? strdup(cr->bucket) : NULL;
+					f->custom_target = cr->bucket || !dk || strcmp(dk, cr->key) != 0;
+					free(dk);
+				}
 			}
 		}
 		free(rel);
@@ -2743,11 +2870,19 @@ static int compact_journal(struct cache *c)
 		esc(m, f->path);
 		fprintf(m, "\t%s\t%s\t%s\t%s\t", size, mt, ct, ino);
 		esc(m, f->up_key);
+		if (f->up_bucket) {
+			fputc('\t', m);
+			esc(m, f->up_bucket);
+		}
 		fputc('\n', m);
 	}
 	TAILQ_FOREACH(d, &c->dels, link) {
 		fputs("D\t", m);
 		esc(m, d->key);
+		if (d->bucket) {
+			fputc('\t', m);
+			esc(m, d->bucket);
+		}
 		fputc('\n', m);
 	}
 	HASH_ITER(hh, c->jobs, j, jt) {
@@ -2794,6 +2929,7 @@ static void replay_free(struct replay *r)
 		HASH_DEL(r->clean, cr);
 		free(cr->path);
 		free(cr->key);
+		free(cr->bucket);
 		free(cr);
 	}
 	for (size_t i = 0; i < r->n_jobs; i++)
@@ -2913,7 +3049,7 @@ int cache_open(struct cache **out, const struct cache_params *p)
 
 		TAILQ_REMOVE(&r.order, d, link);
 		HASH_DEL(r.dels, d);
-		HASH_ADD_KEYPTR(hh, c->tombs, d->key, strlen(d->key), d);
+		HASH_ADD_KEYPTR(hh, c->tombs, d->hkey, strlen(d->hkey), d);
 		TAILQ_INSERT_TAIL(&c->dels, d, link);
 	}
 	c->mpus = r.mpus;
@@ -3043,8 +3179,7 @@ void cache_close(struct cache *c)
 	}
 	HASH_ITER(hh, c->tombs, d, dt) {
 		HASH_DEL(c->tombs, d);
-		free(d->key);
-		free(d);
+		pending_del_free(d);
 	}
 	HASH_ITER(hh, c->rlists, l, lt) {
 		HASH_DEL(c->rlists, l);
@@ -3114,7 +3249,7 @@ char *cache_jobs_json(struct cache *c)
 	HASH_ITER(hh, c->jobs, j, jt) {
 		cJSON *o = cJSON_CreateObject();
 		struct cache_file *f, *tmp;
-		uint64_t counts[5] = { 0 }, bytes_total = 0, bytes_done = 0;
+		uint64_t counts[5] = { 0 }, bytes_total = 0, bytes_done = 0, skipped = 0;
 		cJSON *errs = cJSON_CreateArray();
 
 		if (!o || !errs) {
@@ -3125,6 +3260,10 @@ char *cache_jobs_json(struct cache *c)
 		HASH_ITER(hh, c->files, f, tmp) {
 			if (f->job != j)
 				continue;
+			if (policy_excludes(f)) {
+				skipped++;
+				continue;
+			}
 			counts[f->state]++;
 			bytes_total += f->size;
 			if (f->state == ST_CLEAN)
@@ -3144,6 +3283,7 @@ char *cache_jobs_json(struct cache *c)
 		cJSON_AddBoolToObject(o, "completed", j->completed);
 		for (int i = 0; i < 5; i++)
 			cJSON_AddNumberToObject(o, state_names[i], (double)counts[i]);
+		cJSON_AddNumberToObject(o, "skipped", (double)skipped);
 		cJSON_AddNumberToObject(o, "bytesTotal", (double)bytes_total);
 		cJSON_AddNumberToObject(o, "bytesClean", (double)bytes_done);
 		cJSON_AddNumberToObject(o, "filesUploaded", (double)j->files_uploaded);

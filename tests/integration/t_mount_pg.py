@@ -171,5 +171,53 @@ def upload_path(ctx):
                 "2", "filesUploaded (screenshots skipped by default)")
 
 
+@T.case("policy_overrides", timeout=120)
+def policy_overrides(ctx):
+    """The row's uploadToS3.bucket/.prefix/.includeFiles (screenshots off by default): objects go
+    to the other bucket and prefix, excluded files stay local, the status counts what went."""
+    if "DATABASE_URL" not in os.environ:
+        raise ml.Skip("DATABASE_URL is not set (run under tests/with-env.sh)")
+    setup_table()
+    u = str(uuid.uuid4())
+    other = os.environ["S3RVER_BUCKET2"]
+    prefix = "custom-%d/" % os.getpid()
+    out = {"saveFiles": True, "uploadToS3": {"enabled": True, "bucket": other, "prefix": prefix,
+                                             "includeFiles": ["all_products.json"]}}
+    sql("INSERT INTO jobs (id, name, status, output) VALUES (:'v1', 'custom', 'running', :'v2')",
+        u, json.dumps(out))
+    m = ctx.mount(on_completion=True, env={"DATABASE_URL": os.environ["DATABASE_URL"],
+                                           "S3JOBFS_PG_POLL_SECONDS": "1"})
+    folder = job_folder(u)
+    files = {"all_products.json": b"[1]", "categories.json": b"{}",
+             "pdfs/a.pdf": os.urandom(9000), "screenshots/s.png": os.urandom(4000)}
+    for rel, data in files.items():
+        ml.write_file(os.path.join(m.mnt, folder, rel), data)
+    time.sleep(1.5)     # the row is read when the folder appears
+    sql("UPDATE jobs SET status = 'completed' WHERE id = :'v1'", u)
+    ml.wait_for(lambda: status_of(u) == "success", 30, "status success")
+    want = {k: v for k, v in files.items() if k in ("all_products.json", "pdfs/a.pdf")}
+    ml.check_s3(ml.S3("s3rver", other), prefix + folder + "/", ml.digest_map(want),
+                what="objects in the job's own bucket and prefix")
+    ml.check(not ctx.s3.list(ctx.prefix), "objects in the mount's bucket/prefix for an overridden job")
+    ml.check_eq(sql("SELECT output->'uploadToS3'->>'filesUploaded' FROM jobs WHERE id = :'v1'", u),
+                "2", "filesUploaded")
+    urls = json.loads(sql("SELECT output->'uploadToS3'->'s3Urls' FROM jobs WHERE id = :'v1'", u))
+    ml.check_eq(urls.get("all_products_json"), "s3://%s/%s%s/all_products.json" % (other, prefix, folder),
+                "s3Urls.all_products_json")
+    ml.wait_for(lambda: sql("SELECT count(*) FROM s3jobfs_files WHERE job_id = :'v1' "
+                            "AND state = 'skipped'", u) == "2", 10, "two skipped ledger rows")
+    ml.check_eq(sql("SELECT string_agg(rel_path || ':' || state, ',' ORDER BY rel_path) "
+                    "FROM s3jobfs_files WHERE job_id = :'v1'", u),
+                "all_products.json:uploaded,categories.json:skipped,pdfs/a.pdf:uploaded,"
+                "screenshots/s.png:skipped", "ledger states")
+    st = json.loads(subprocess.run([ml.BIN, "status", "--json", "--cache-dir", m.cache],
+                                   capture_output=True, text=True, timeout=20).stdout)
+    job = [j for j in st["jobs"] if j["job"] == folder]
+    ml.check(job and job[0]["skipped"] == 2 and job[0]["clean"] == 2,
+             "s3jobfs status counts 2 skipped, 2 clean: %r" % (job,))
+    ml.check_tree(os.path.join(m.mnt, folder), files, "every file still readable through the mount")
+    m.umount()
+
+
 if __name__ == "__main__":
     T.main()
