@@ -38,7 +38,7 @@ ITEST_SRCS := $(wildcard tests/integration/t_*.c)
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 LIBA      := $(BUILD)/libs3jobfs.a
 
-.PHONY: all test test-run unit unit-bins integration integration-bins unit-san clean install lint deps demo
+.PHONY: all test test-run unit unit-bins integration integration-bins unit-san clean install lint deps demo man
 all: s3jobfs
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h */*_i.h)
@@ -107,9 +107,24 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
 		--suppress=missingIncludeSystem --suppress=unknownMacro -Iinclude common s3 cache meta fs cli
 
+# the mount(8) helper (mount -t fuse.s3jobfs, fstab), the man page and the systemd unit too
+SBINDIR ?= /sbin
+UNITDIR ?= /etc/systemd/system
+MANDIR  ?= $(PREFIX)/share/man
 install: s3jobfs
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR)
 	install -m 0755 s3jobfs $(DESTDIR)$(PREFIX)/bin/s3jobfs
+	sed 's|^bin=$${S3JOBFS_BIN:-}$$|bin=$${S3JOBFS_BIN:-$(PREFIX)/bin/s3jobfs}|' scripts/mount.s3jobfs \
+		> $(DESTDIR)$(SBINDIR)/mount.s3jobfs
+	chmod 0755 $(DESTDIR)$(SBINDIR)/mount.s3jobfs
+	ln -sf mount.s3jobfs $(DESTDIR)$(SBINDIR)/mount.fuse.s3jobfs
+	install -m 0644 docs/s3jobfs.1 $(DESTDIR)$(MANDIR)/man1/s3jobfs.1
+	sed 's|/usr/local/bin/s3jobfs|$(PREFIX)/bin/s3jobfs|' scripts/s3jobfs.service \
+		> $(DESTDIR)$(UNITDIR)/s3jobfs.service
+
+# the man page: its ENVIRONMENT section comes from `s3jobfs check --print-config`
+man: s3jobfs
+	scripts/gen-man.sh ./s3jobfs > docs/s3jobfs.1
 
 clean:
 	rm -rf build build-san s3jobfs

@@ -77,6 +77,9 @@ struct job {
 	bool completed;			/* protected by c->lock; journalled (J) */
 	uint64_t last_write_ms;		/* protected by c->lock */
 	uint64_t files_uploaded, bytes_uploaded, files_failed;	/* protected by c->lock */
+	int active, queued;		/* protected by c->lock: files uploading now, queued */
+	uint64_t burst_ms, burst_bytes;	/* protected by c->lock: when the current run of
+					 * uploads began, bytes_uploaded then (for the rate) */
 	char last_error[300];		/* protected by c->lock */
 	UT_hash_handle hh;
 };
@@ -388,6 +391,8 @@ static void dequeue(struct cache *c, struct cache_file *f)
 	if (f->in_queue) {
 		TAILQ_REMOVE(&c->queue, f, qlink);
 		f->in_queue = false;
+		if (f->job)
+			f->job->queued--;
 	}
 }
 
@@ -402,8 +407,10 @@ static void enqueue(struct cache *c, struct cache_file *f, bool front)
 	else
 		TAILQ_INSERT_TAIL(&c->queue, f, qlink);
 	f->in_queue = true;
-	if (f->job)
+	if (f->job) {
+		f->job->queued++;
 		f->job->dirty_status = true;
+	}
 	pthread_cond_signal(&c->work_cond);
 }
 
@@ -1308,6 +1315,20 @@ static void target_of(struct cache *c, const struct cache_file *f, char **bucket
 	*custom = *bucket || (p->prefix && strcmp(p->prefix, c->cfg->prefix) != 0);
 }
 
+/* Upper bounds (ms) of the upload latency histogram's buckets (cache.h). */
+const unsigned cache_latency_le_ms[CACHE_LATENCY_BUCKETS] = {
+	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 120000,
+};
+
+static void count_latency(struct cache *c, uint64_t ms)
+{
+	for (int i = 0; i < CACHE_LATENCY_BUCKETS; i++)
+		if (ms <= cache_latency_le_ms[i])
+			c->totals.upload_ms_le[i]++;
+	c->totals.upload_ms_sum += ms;
+	c->totals.upload_ms_count++;
+}
+
 static void upload_one(struct cache *c, struct cache_file *f)
 {
 	char *rel, *key, *bucket, etag[72] = "", et[400];
@@ -1345,6 +1366,9 @@ static void upload_one(struct cache *c, struct cache_file *f)
 
 	pthread_mutex_lock(&c->lock);
 	c->uploading--;
+	if (f->job && f->job->active > 0 && --f->job->active == 0 && f->job->queued == 0)
+		f->job->burst_ms = 0;	/* the run of uploads is over; the next starts a new rate */
+	count_latency(c, now_ms() - t0);
 	if (rc == 0) {
 		bool same = !f->gone && f->gen == gen && !f->cow && strcmp(f->path, rel) == 0;
 
@@ -1534,6 +1558,11 @@ static void *worker_main(void *arg)
 		f->state = ST_UPLOADING;
 		f->refs++;
 		c->uploading++;
+		c->totals.uploads_started++;
+		if (f->job && f->job->active++ == 0 && !f->job->burst_ms) {
+			f->job->burst_ms = now_ms();
+			f->job->burst_bytes = f->job->bytes_uploaded;
+		}
 		upload_one(c, f);	/* drops and retakes c->lock */
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1624,7 +1653,13 @@ static void job_post(struct cache *c, struct job *j)
 			if (de->d_name[0] == '.' || !(nt = realloc(tops, (n_tops + 1) * sizeof(*tops))))
 				continue;
 			tops = nt;
-			if (asprintf(&tops[n_tops], "%s%s", de->d_name, de->d_type == DT_DIR ? "/" : "") >= 0)
+			if (asprintf(&tops[n_tops], "%s%s", de->d_name, de->d_type == DT_DIR ? "/" : "") < 0)
+				continue;
+			/* no s3Urls entry for what the job's row keeps out of S3 (screenshots/ ...) */
+			if (j->have_policy && j->policy.have_row &&
+			    !meta_policy_includes(&j->policy, tops[n_tops]))
+				free(tops[n_tops]);
+			else
 				n_tops++;
 		}
 		closedir(d);
@@ -2364,8 +2399,8 @@ static void rename_nodes(struct cache *c, const char *from, const char *to)
 		f->up_bucket = NULL;
 		free(f->path);
 		f->path = np;
+		dequeue(c, f);		/* before the job changes: it counts its queued files */
 		f->job = job_get(c, np, true);
-		dequeue(c, f);
 		file_changed(c, f);
 		f->hh.next = moved;	/* collect, re-add after the iteration */
 		moved = f;
@@ -3288,6 +3323,9 @@ char *cache_jobs_json(struct cache *c)
 		cJSON_AddNumberToObject(o, "bytesClean", (double)bytes_done);
 		cJSON_AddNumberToObject(o, "filesUploaded", (double)j->files_uploaded);
 		cJSON_AddNumberToObject(o, "bytesUploaded", (double)j->bytes_uploaded);
+		if (j->burst_ms && now_ms() - j->burst_ms >= 200)	/* bytes/s of this run */
+			cJSON_AddNumberToObject(o, "rate", (double)(j->bytes_uploaded - j->burst_bytes) *
+						1000.0 / (double)(now_ms() - j->burst_ms));
 		cJSON_AddItemToObject(o, "errors", errs);
 		cJSON_AddItemToArray(arr, o);
 	}

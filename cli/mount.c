@@ -33,6 +33,7 @@
 #include "fs.h"
 #include "log.h"
 #include "meta.h"
+#include "metrics.h"
 #include "s3.h"
 #include "s3_creds.h"
 #include "store.h"
@@ -41,7 +42,10 @@ struct daemon {
 	const struct cfg *cfg;
 	struct cache *cache;
 	struct meta *meta;
+	struct s3_client *s3;
 	struct fuse *fuse;
+	int metrics_fd;		/* listening, -1: no --metrics-addr; the server owns it once started */
+	const char *metrics_addr;
 	char *cache_dir;
 	char *mountpoint;
 	pthread_mutex_t lock;
@@ -236,6 +240,12 @@ static int on_init(void *arg)
 
 	if (rc == 0)
 		rc = ctl_server_start(d->cache, d->cache_dir, daemon_shutdown, d);
+	if (rc == 0 && d->metrics_fd >= 0) {
+		rc = metrics_start(d->metrics_fd, d->cache, d->s3, d->meta);
+		d->metrics_fd = -1;
+		if (rc == 0)
+			log_msg(LOG_INFO, "metrics served", "url=http://%s/metrics", d->metrics_addr);
+	}
 	if (rc == 0 && pthread_create(&d->sig_thread, NULL, sig_main, d) != 0)
 		rc = -EAGAIN;
 	if (rc == 0)
@@ -258,6 +268,9 @@ static void mount_usage(FILE *f)
 		   "  --cache-dir DIR      cache directory (default $S3JOBFS_CACHE_DIR or /var/cache/s3jobfs)\n"
 		   "  --read-only          browse and read S3 only; every write fails with EROFS\n"
 		   "  --env-file FILE      read FILE instead of ./.env\n"
+		   "  --metrics-addr ADDR  serve Prometheus metrics at http://ADDR/metrics\n"
+		   "                       (HOST:PORT, or :PORT for 127.0.0.1; off by default)\n"
+		   "  --syslog             log to syslog (daemon facility) instead of a file\n"
 		   "  -v, --verbose        debug logging (never secrets)\n\n"
 		   "Without -f, logs go to <cache-dir>/s3jobfs.log. Stop with 's3jobfs umount MOUNTPOINT'\n"
 		   "or SIGTERM: queued uploads drain for S3JOBFS_DRAIN_TIMEOUT seconds first.\n");
@@ -271,10 +284,12 @@ int cli_mount(int argc, char **argv)
 		{ "read-only", no_argument, NULL, 'r' },
 		{ "env-file", required_argument, NULL, 'e' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "metrics-addr", required_argument, NULL, 'm' },
+		{ "syslog", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct daemon d = { 0 };
+	struct daemon d = { .metrics_fd = -1 };
 	struct fs_ctx fctx = { 0 };
 	struct cfg cfg;
 	struct cache_params cp = { 0 };
@@ -285,7 +300,7 @@ int cli_mount(int argc, char **argv)
 	struct fuse_loop_config *lc = NULL;
 	const char *env_file = NULL, *cache_dir = NULL;
 	char *fuse_opts = NULL, *o = NULL;
-	bool fg = false, ro = false, verbose = false, cfg_loaded = false;
+	bool fg = false, ro = false, verbose = false, cfg_loaded = false, use_syslog = false;
 	int opt, rc = 1, r;
 
 	optind = 1;
@@ -302,6 +317,8 @@ int cli_mount(int argc, char **argv)
 		case 'r': ro = true; break;
 		case 'e': env_file = optarg; break;
 		case 'v': verbose = true; break;
+		case 'm': d.metrics_addr = optarg; break;
+		case 's': use_syslog = true; break;
 		case 'h': mount_usage(stdout); return 0;
 		default: mount_usage(stderr); return 2;
 		}
@@ -321,7 +338,7 @@ int cli_mount(int argc, char **argv)
 	log_init("s3jobfs", verbose ? LOG_DEBUG :
 		 !strcmp(cfg.log_level, "debug") ? LOG_DEBUG : !strcmp(cfg.log_level, "error") ? LOG_ERR :
 		 !strcmp(cfg.log_level, "warning") ? LOG_WARNING : !strcmp(cfg.log_level, "notice") ?
-		 LOG_NOTICE : LOG_INFO, false);
+		 LOG_NOTICE : LOG_INFO, use_syslog);
 	d.mountpoint = abs_path(argv[optind]);
 	if (!cache_dir)
 		cache_dir = cfg.cache_dir;
@@ -352,6 +369,9 @@ int cli_mount(int argc, char **argv)
 	} else {
 		log_msg(LOG_WARNING, "S3_ENABLED is false: files stay in the local cache only", NULL);
 	}
+	d.s3 = client;
+	if (d.metrics_addr && (d.metrics_fd = metrics_listen(d.metrics_addr)) < 0)
+		goto out;
 	if (meta_create(&d.meta, &cfg) != 0) {
 		fprintf(stderr, "s3jobfs: out of memory\n");
 		goto out;
@@ -403,7 +423,7 @@ int cli_mount(int argc, char **argv)
 			fuse_unmount(d.fuse);
 			goto out;
 		}
-		if (asprintf(&logp, "%s/s3jobfs.log", d.cache_dir) >= 0 &&
+		if (!use_syslog && asprintf(&logp, "%s/s3jobfs.log", d.cache_dir) >= 0 &&
 		    (lfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) >= 0) {
 			dup2(lfd, STDERR_FILENO);
 			close(lfd);
@@ -435,6 +455,7 @@ int cli_mount(int argc, char **argv)
 	/* unmount first: it also fails the wake-up request of daemon_shutdown, if still pending */
 	fuse_unmount(d.fuse);
 	ctl_server_stop();
+	metrics_stop();
 	if (d.sig_started) {
 		pthread_kill(d.sig_thread, SIGTERM);	/* wakes its sigwait; shutdown is a no-op now */
 		pthread_join(d.sig_thread, NULL);
@@ -442,6 +463,8 @@ int cli_mount(int argc, char **argv)
 	log_msg(LOG_INFO, "unmounted", "mountpoint=%s", d.mountpoint);
 	rc = r == 0 ? 0 : 1;
 out:
+	if (d.metrics_fd >= 0)
+		close(d.metrics_fd);
 	if (d.fuse)
 		fuse_destroy(d.fuse);
 	fuse_opt_free_args(&args);

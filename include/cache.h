@@ -114,11 +114,17 @@ int cache_complete_uuid(struct cache *c, const char *uuid);
  * Returns the number of files queued, or -ENOENT for an unknown job. */
 int cache_requeue_job(struct cache *c, const char *job, bool only_failed);
 
+#define CACHE_LATENCY_BUCKETS 12
+/* Upper bounds (ms) of the upload latency buckets, ascending; +Inf is upload_ms_count. */
+extern const unsigned cache_latency_le_ms[CACHE_LATENCY_BUCKETS];
+
 struct cache_stats {
 	uint64_t files_dirty, files_queued, files_uploading, files_clean, files_failed;
 	uint64_t bytes_dirty, bytes_clean;
-	uint64_t uploads_ok, uploads_failed, bytes_uploaded;
+	uint64_t uploads_started, uploads_ok, uploads_failed, bytes_uploaded;
 	uint64_t deletes_pending;
+	/* upload latency (queue pop to done, retries included): cumulative buckets, sum, count */
+	uint64_t upload_ms_le[CACHE_LATENCY_BUCKETS], upload_ms_sum, upload_ms_count;
 };
 void cache_get_stats(struct cache *c, struct cache_stats *st);
 

@@ -108,6 +108,18 @@ void meta_post_file(struct meta *m, const char *uuid, const char *rel, const cha
 		    const char *key, uint64_t size, const char *checksum, const char *etag,
 		    const char *state, int attempts, const char *last_error);
 
+/* Failed connection attempts and statements so far (for metrics; thread-safe). */
+uint64_t meta_errors(struct meta *m);
+
+/* For `s3jobfs status`: read jobs' upload state from the database (blocks; one connection,
+ * one parameterised query). *out (caller frees) gets a JSON object keyed by job uuid:
+ * {"name", "status" (the row's), "uploadToS3" (or null), "ledger": {state: count}} for the
+ * given uuids, or (n == 0) for the 20 jobs with the latest ledger rows. On failure returns
+ * -errno (-ENOTCONN: no DATABASE_URL or cannot connect, -ENOENT: no such table, -EINVAL: a
+ * bad uuid) and *err (caller frees, may be NULL) says why, without the password. */
+int meta_read_status(const struct cfg *cfg, const char *const *uuids, size_t n, char **out,
+		     char **err);
+
 /* true while the thread holds a working connection (for status and metrics). */
 bool meta_connected(struct meta *m);
 

@@ -93,6 +93,13 @@ struct s3_upload {
 int s3_client_create(struct s3_client **out, const struct cfg *cfg, struct s3_creds_provider *creds);
 void s3_client_destroy(struct s3_client *c);
 
+/* Retries made so far, by cause: why an attempt was tried again (for metrics). */
+enum s3_retry_cause { S3_RETRY_THROTTLE, S3_RETRY_SERVER, S3_RETRY_TIMEOUT, S3_RETRY_NETWORK,
+		      S3_RETRY_CAUSES };
+extern const char *const s3_retry_cause_names[S3_RETRY_CAUSES];	/* "throttle", ... */
+/* Copy the counters (thread-safe, never blocks). */
+void s3_client_retries(struct s3_client *c, uint64_t out[S3_RETRY_CAUSES]);
+
 /* The region requests are signed for (after any correction). Borrowed until destroy. */
 const char *s3_client_region(struct s3_client *c);
 

@@ -546,6 +546,7 @@ struct meta {
 	char *sql_status, *sql_poll, *sql_policy;
 	uint64_t next_poll_ms;
 	char last_err[600];			/* the last failure logged, to log repeats at debug */
+	uint64_t errors;			/* atomic: failed connects and statements */
 };
 
 static uint64_t now_ms(void)
@@ -857,6 +858,11 @@ out:
 	return r;
 }
 
+uint64_t meta_errors(struct meta *m)
+{
+	return m ? __atomic_load_n(&m->errors, __ATOMIC_RELAXED) : 0;
+}
+
 bool meta_connected(struct meta *m)
 {
 	bool c;
@@ -952,6 +958,7 @@ static void note_failure(struct meta *m, const char *what, const char *raw, int 
 {
 	char q[600];
 
+	__atomic_add_fetch(&m->errors, 1, __ATOMIC_RELAXED);
 	pg_message(m, raw, q, sizeof(q));
 	if (strcmp(q, m->last_err) != 0) {
 		log_msg(LOG_WARNING, what, "error=%s errno=%d", q, -err);
@@ -1176,11 +1183,12 @@ static void check_table(struct meta *m)
 	PQclear(res);
 }
 
-static int db_connect(struct meta *m)
+/* Connect m->conn to DATABASE_URL (5 s connect timeout unless the URL sets one). 0, or -errno
+ * with the failure noted (and m->conn NULL). */
+static int db_open(struct meta *m)
 {
 	const char *kw[4] = { "dbname", "fallback_application_name", NULL, NULL };
 	const char *val[4] = { m->cfg->database_url, "s3jobfs", NULL, NULL };
-	char q[300];
 	int r;
 
 	if (!m->has_timeout) {
@@ -1197,6 +1205,16 @@ static int db_connect(struct meta *m)
 		return r;
 	}
 	PQsetNoticeProcessor(m->conn, notice_to_log, m);
+	return 0;
+}
+
+static int db_connect(struct meta *m)
+{
+	char q[300];
+	int r = db_open(m);
+
+	if (r < 0)
+		return r;
 	r = build_sql(m);
 	if (r == 0)	/* bounds a stuck statement, so a stop never waits long */
 		r = db_exec(m, "cannot set statement_timeout",
@@ -1857,6 +1875,78 @@ int meta_create(struct meta **out, const struct cfg *cfg)
 	m = NULL;
 out:
 	meta_destroy(m);
+	return r;
+}
+
+int meta_read_status(const struct cfg *cfg, const char *const *uuids, size_t n, char **out,
+		     char **err)
+{
+	static const char sql_fmt[] =
+		"SELECT coalesce(json_object_agg(x.id, x.v), '{}')::text FROM ("
+		" SELECT j.id::text AS id, json_build_object('name', j.name, 'status', j.status,"
+		"  'uploadToS3', j.output->'uploadToS3', 'ledger', (SELECT coalesce("
+		"   json_object_agg(s.state, s.c), '{}') FROM (SELECT state, count(*) AS c"
+		"   FROM s3jobfs_files f WHERE f.job_id = j.id GROUP BY state) s)) AS v"
+		" FROM %s j WHERE CASE WHEN cardinality($1::uuid[]) > 0 THEN j.id = ANY($1::uuid[])"
+		"  ELSE j.id IN (SELECT job_id FROM s3jobfs_files GROUP BY job_id"
+		"   ORDER BY max(updated_at) DESC LIMIT 20) END) x";
+	struct meta *m = NULL;
+	PGresult *res = NULL;
+	char *arr = NULL, *table = NULL, *sql = NULL, q[600];
+	size_t len = 2, o = 0;
+	int r;
+
+	*out = NULL;
+	*err = NULL;
+	if ((r = meta_create(&m, cfg)) < 0)
+		return r;
+	r = -ENOMEM;
+	len += n * (UUID_LEN + 1);
+	if (!(arr = calloc(1, len + 1)))
+		goto out;
+	arr[o++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		char id[UUID_LEN + 1];
+
+		if (!uuid_norm(uuids[i], id)) {
+			r = -EINVAL;
+			*err = strdup("not a job uuid or job folder name");
+			goto out;
+		}
+		o += (size_t)snprintf(arr + o, len + 1 - o, "%s%s", i ? "," : "", id);
+	}
+	arr[o] = '}';
+	if (!m->have_db) {
+		r = -ENOTCONN;
+		*err = strdup("DATABASE_URL is not set");
+		goto out;
+	}
+	if ((r = db_open(m)) < 0) {
+		*err = strdup(m->last_err);
+		goto out;
+	}
+	r = -ENOMEM;
+	table = quote_table(m->conn, cfg->jobs_table && *cfg->jobs_table ? cfg->jobs_table : "jobs");
+	if (!table || asprintf(&sql, sql_fmt, table) < 0)
+		goto out;
+	res = PQexecParams(m->conn, sql, 1, NULL, (const char *const[]){ arr }, NULL, NULL, 0);
+	r = pg_errno(m->conn, res);
+	if (r < 0) {
+		*err = strdup(pg_message(m, PQresultErrorMessage(res), q, sizeof(q)));
+		goto out;
+	}
+	*out = strdup(PQgetvalue(res, 0, 0));
+	r = *out ? 0 : -ENOMEM;
+out:
+	PQclear(res);
+	if (m && m->conn) {
+		PQfinish(m->conn);
+		m->conn = NULL;
+	}
+	meta_destroy(m);
+	free(arr);
+	free(table);
+	free(sql);
 	return r;
 }
 

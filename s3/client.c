@@ -46,6 +46,7 @@ struct s3_client {
 	char host[256];		/* endpoint host[:port] ("" = AWS regional endpoint) */
 	char base_path[256];	/* endpoint path prefix, usually "" */
 	bool path_style;
+	uint64_t retries[S3_RETRY_CAUSES];	/* atomic: retries by cause */
 };
 
 enum body_kind { BODY_NONE, BODY_MEM, BODY_FD };
@@ -269,6 +270,12 @@ void s3_client_destroy(struct s3_client *c)
 		pthread_mutex_destroy(&c->share_locks[i]);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+void s3_client_retries(struct s3_client *c, uint64_t out[S3_RETRY_CAUSES])
+{
+	for (int i = 0; i < S3_RETRY_CAUSES; i++)
+		out[i] = __atomic_load_n(&c->retries[i], __ATOMIC_RELAXED);
 }
 
 const char *s3_client_region(struct s3_client *c)
@@ -917,6 +924,7 @@ static int run_request(struct s3_client *c, struct req *r, struct s3_error *err)
 			hash_mem("", 0, r->payload_hash, NULL);
 	}
 	s3_retry_init(&pol, c->cfg->max_retries, (uint64_t)c->cfg->upload_timeout * 1000);
+	pol.retries = c->retries;
 	return s3_retry_run(&pol, do_attempt, r, err);
 }
 

@@ -81,6 +81,24 @@ bool s3_retry_retryable(int http_status, const char *code, int curl_code)
 	return false;
 }
 
+const char *const s3_retry_cause_names[S3_RETRY_CAUSES] = {
+	"throttle", "server", "timeout", "network",
+};
+
+/* Why a retryable failure happened: throttling (429, SlowDown, Throttling*), a server error
+ * (5xx), a timeout (curl's or S3's RequestTimeout), or the network (no answer, cut body). */
+static enum s3_retry_cause retry_cause(const struct s3_error *e)
+{
+	if (e->http_status == 429 || strstr(e->code, "SlowDown") || strstr(e->code, "Throttl") ||
+	    strstr(e->code, "TooManyRequests"))
+		return S3_RETRY_THROTTLE;
+	if (e->curl_code == CURLE_OPERATION_TIMEDOUT || strstr(e->code, "RequestTimeout"))
+		return S3_RETRY_TIMEOUT;
+	if (e->http_status >= 500)
+		return S3_RETRY_SERVER;
+	return S3_RETRY_NETWORK;
+}
+
 unsigned s3_retry_delay_ms(const struct s3_retry *r, int retry)
 {
 	uint64_t ceiling = r->base_ms;
@@ -123,6 +141,8 @@ int s3_retry_run(const struct s3_retry *r, s3_attempt_fn fn, void *ctx, struct s
 		now = r->now_ms(r->ctx);
 		if (deadline && now + delay >= deadline)
 			return rc;
+		if (r->retries)
+			__atomic_add_fetch(&r->retries[retry_cause(err)], 1, __ATOMIC_RELAXED);
 		r->sleep_ms(r->ctx, delay);
 		retries++;
 	}

@@ -76,6 +76,7 @@ struct s3_retry {
 	void (*sleep_ms)(void *ctx, unsigned ms);
 	uint64_t (*rand64)(void *ctx);
 	void *ctx;
+	uint64_t *retries;			/* NULL, or S3_RETRY_CAUSES counters (atomic adds) */
 };
 
 /* One attempt: 0 on success; -EAGAIN to try again at once without counting (the region was

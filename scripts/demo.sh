@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh - a sample scraper job written through s3jobfs into a local S3 server.
-# Run by `make demo`, under tests/with-env.sh (which starts s3rver and PostgreSQL and cleans up).
+# Run by `make demo`, under tests/with-env.sh (which starts s3rver and PostgreSQL, exports
+# DATABASE_URL and PG*, and cleans up). The job completes the way the scraper completes it:
+# its jobs row's status becomes 'completed'.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$top/s3jobfs
@@ -11,7 +13,7 @@ mkdir -p "$mnt"
 export S3_ENABLED=true S3_BUCKET_NAME=$S3RVER_BUCKET S3_REGION=us-east-1 \
 	S3_ENDPOINT=$S3RVER_ENDPOINT S3_FORCE_PATH_STYLE=true \
 	S3_ACCESS_KEY_ID=$S3RVER_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY=$S3RVER_SECRET_ACCESS_KEY \
-	S3_PREFIX=scraper-outputs/ S3_UPLOAD_ON_COMPLETION=true
+	S3_PREFIX=scraper-outputs/ S3_UPLOAD_ON_COMPLETION=true S3JOBFS_PG_POLL_SECONDS=1
 
 cleanup() {
 	"$bin" umount "$mnt" >/dev/null 2>&1 || fusermount3 -uz "$mnt" 2>/dev/null || true
@@ -28,7 +30,16 @@ step "mount s3jobfs on $mnt (cache in $cache)"
 "$bin" mount --env-file /dev/null --cache-dir "$cache" "$mnt"
 grep " $mnt " /proc/self/mountinfo | sed 's/.* - /  /'
 
-job=$(date -u +%Y%m%d_%H%M%S)_$(python3 -c 'import uuid; print(uuid.uuid4())')
+uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
+job=$(date -u +%Y%m%d_%H%M%S)_$uuid
+step "the scraper's jobs table (PostgreSQL $PGPORT) gets a running job $uuid"
+psql -X -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE IF NOT EXISTS jobs (id uuid PRIMARY KEY, name text, status text, config jsonb,
+  output jsonb, created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now());
+INSERT INTO jobs (id, name, status, output)
+  VALUES ('$uuid', 'Demo scrape', 'running', '{"saveFiles": true, "fileFormat": "json"}');
+SQL
+psql -X -q -c "SELECT id, name, status, output FROM jobs WHERE id = '$uuid'"
 step "the scraper writes job $job through the mount"
 python3 - "$mnt/$job" <<'PY'
 import json, os, random, sys
@@ -53,16 +64,34 @@ print("  wrote %d files" % sum(len(fs) for _, _, fs in os.walk(root)))
 PY
 
 step "s3jobfs status (the job waits for completion: S3_UPLOAD_ON_COMPLETION=true)"
-"$bin" status --cache-dir "$cache"
+"$bin" status --cache-dir "$cache" "$job"
 
-step "the job completes: s3jobfs complete $job"
-"$bin" complete --cache-dir "$cache" "$job"
-for i in $(seq 1 100); do
-	out=$("$bin" status --cache-dir "$cache")
-	echo "$out" | grep -q " success " && break
+step "the scraper marks the job completed: UPDATE jobs SET status = 'completed'"
+psql -X -q -v ON_ERROR_STOP=1 -c "UPDATE jobs SET status = 'completed', updated_at = now() WHERE id = '$uuid'"
+echo "  s3jobfs sees the row's terminal status (poll or NOTIFY) and uploads the job"
+
+step "s3jobfs status until success"
+for i in $(seq 1 300); do
+	out=$("$bin" status --cache-dir "$cache" "$job" | grep '^job=')
+	printf '  %s\n' "$out"
+	case $out in *state=success*) break ;; esac
 	sleep 0.2
 done
-"$bin" status --cache-dir "$cache"
+for i in $(seq 1 50); do
+	s=$(psql -X -q -t -A -c "SELECT output->'uploadToS3'->>'status' FROM jobs WHERE id = '$uuid'")
+	[ "$s" = success ] && break
+	sleep 0.2
+done
+
+step "the job as the scraper's API returns it: .data.output.uploadToS3"
+psql -X -q -t -A -c "SELECT jsonb_pretty(output->'uploadToS3') FROM jobs WHERE id = '$uuid'"
+
+step "the guide's SQL"
+psql -X -q -c "SELECT id, name,
+       output->'uploadToS3'->>'status'        AS s3_status,
+       output->'uploadToS3'->>'filesUploaded' AS files_uploaded,
+       output->'uploadToS3'->>'bytesUploaded' AS bytes_uploaded
+FROM jobs WHERE id = '$uuid'"
 
 step "objects in s3://$S3RVER_BUCKET/scraper-outputs/$job/ (first 10)"
 "$S3JOBFS_TEST_ENV_DIR/s3req" s3rver GET "/$S3RVER_BUCKET?list-type=2&prefix=scraper-outputs/$job/" |

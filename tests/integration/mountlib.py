@@ -446,6 +446,39 @@ def write_job(root, job):
 # ---------------------------------------------------------------------------------------------
 # Mounts
 
+def env_tool(name):
+    """A helper script of tests/with-env.sh (s3rver-stop, pg-start, s3req, ...)."""
+    return os.path.join(os.environ["S3JOBFS_TEST_ENV_DIR"], name)
+
+
+def need_db():
+    if "DATABASE_URL" not in os.environ:
+        raise Skip("DATABASE_URL is not set (run under tests/with-env.sh)")
+
+
+def sql(q, *args):
+    """Run q with psql variables :'v1'... bound to args (psql quotes them); stdout text."""
+    cmd = ["psql", os.environ["DATABASE_URL"], "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
+    for i, a in enumerate(args):
+        cmd += ["-v", "v%d=%s" % (i + 1, a)]
+    r = subprocess.run(cmd, input=q, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        fail("psql: %s" % r.stderr.strip())
+    return r.stdout.strip()
+
+
+def setup_jobs_table():
+    """The scraper's jobs table, as tests and the demo create it (s3jobfs never does)."""
+    sql("""CREATE TABLE IF NOT EXISTS jobs (id uuid PRIMARY KEY, name text, status text,
+           config jsonb, output jsonb, created_at timestamptz DEFAULT now(),
+           updated_at timestamptz DEFAULT now())""")
+
+
+def job_folder(u):
+    """The scraper's folder name for job uuid u: YYYYMMDD_HHMMSS_<uuid>."""
+    return time.strftime("%Y%m%d_%H%M%S", time.gmtime()) + "_" + u
+
+
 def mountinfo():
     """{mountpoint: (fstype, "major:minor", mount id)} of the top mounts in /proc/self/mountinfo."""
     out = {}
@@ -617,10 +650,12 @@ class Ctx:
         return env
 
     def mount(self, on_completion=False, env=None, read_only=False, foreground=True,
-              cache=None, mnt=None, prefix=None, wait=30, expect_fail=False):
+              cache=None, mnt=None, prefix=None, wait=30, expect_fail=False, args=None):
         """Start `s3jobfs mount` (with -f unless foreground=False) and wait until it is in
-        /proc/self/mountinfo as fuse.s3jobfs. env adds/overrides variables. Returns a Mount.
+        /proc/self/mountinfo as fuse.s3jobfs. env adds/overrides variables; args are more
+        options for `s3jobfs mount`. Returns a Mount.
         expect_fail: return the Mount once the process exits instead of failing."""
+        more = list(args or [])
         n = len(self.mounts)
         cache = cache or os.path.join(self.tmp, "cache")
         mnt = mnt or os.path.join(self.tmp, "mnt")
@@ -634,6 +669,7 @@ class Ctx:
                                                              "--cache-dir", cache, "-v"]
         if read_only:
             args.append("--read-only")
+        args += more
         before = mountinfo().get(os.path.realpath(mnt))   # e.g. a dead mount left by kill -9
         m = Mount(self, mnt, cache, self.env(on_completion, cache, prefix, env), args, log)
         self.mounts.append(m)

@@ -19,8 +19,7 @@ import mountlib as ml  # noqa: E402
 T = ml.Suite("t_mount_outage")
 
 
-def env_tool(name):
-    return os.path.join(os.environ["S3JOBFS_TEST_ENV_DIR"], name)
+env_tool = ml.env_tool
 
 
 @T.case("writer_during_outage", timeout=300)

@@ -23,25 +23,9 @@ import mountlib as ml  # noqa: E402
 T = ml.Suite("t_mount_pg")
 
 
-def sql(q, *args):
-    """Run q with psql variables :'v1'... bound to args (psql quotes them)."""
-    cmd = ["psql", os.environ["DATABASE_URL"], "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]
-    for i, a in enumerate(args):
-        cmd += ["-v", "v%d=%s" % (i + 1, a)]
-    r = subprocess.run(cmd, input=q, capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        ml.fail("psql: %s" % r.stderr.strip())
-    return r.stdout.strip()
-
-
-def setup_table():
-    sql("""CREATE TABLE IF NOT EXISTS jobs (id uuid PRIMARY KEY, name text, status text,
-           config jsonb, output jsonb, created_at timestamptz DEFAULT now(),
-           updated_at timestamptz DEFAULT now())""")
-
-
-def job_folder(u):
-    return time.strftime("%Y%m%d_%H%M%S", time.gmtime()) + "_" + u
+sql = ml.sql
+setup_table = ml.setup_jobs_table
+job_folder = ml.job_folder
 
 
 @T.case("status_success", timeout=120)
