@@ -1378,9 +1378,9 @@ static void upload_one(struct cache *c, struct cache_file *f)
 			f->job->files_uploaded++;
 			f->job->bytes_uploaded += (uint64_t)st.st_size;
 		}
-		log_msg(LOG_INFO, "s3 upload done", "key=%s bytes=%" PRIu64 " ms=%" PRIu64 " attempts=%d",
-			log_quote(et, sizeof(et), key), (uint64_t)st.st_size, now_ms() - t0,
-			e.attempts ? e.attempts : 1);
+		log_msg(LOG_INFO, "s3 upload done", "job=%s key=%s bytes=%" PRIu64 " ms=%" PRIu64
+			" attempts=%d", f->job ? f->job->name : "-", log_quote(et, sizeof(et), key),
+			(uint64_t)st.st_size, now_ms() - t0, e.attempts ? e.attempts : 1);
 		if (f->up_key && (strcmp(f->up_key, key) != 0 ||
 				  (f->up_bucket == NULL) != (bucket == NULL) ||
 				  (bucket && strcmp(bucket, f->up_bucket) != 0)))
@@ -3150,6 +3150,41 @@ static int pending_count(struct cache *c)
 	return n;
 }
 
+/* After a drain: log what stays in the cache for the next mount, and why (the first files
+ * one by one, then a count). Under c->lock. */
+static void log_left(struct cache *c)
+{
+	struct cache_file *f, *tmp;
+	unsigned shown = 0, total = 0;
+
+	HASH_ITER(hh, c->files, f, tmp) {
+		const char *why;
+		char q[300];
+
+		if (f->state == ST_CLEAN)
+			continue;
+		why = f->state == ST_FAILED ? "upload failed" :
+		      f->state == ST_QUEUED || f->state == ST_UPLOADING ? "drain timed out" :
+		      f->writers ? "still open" : f->torn ? "a write failed (torn)" :
+		      !c->cfg->s3_enabled ? "S3_ENABLED=false" :
+		      policy_excludes(f) ? "excluded by the job's settings" :
+		      f->job && c->cfg->upload_on_completion && !f->job->completed ?
+		      "job not completed" : "not uploaded yet";
+		if (policy_excludes(f))
+			continue;	/* stays local by design, not "left" */
+		total++;
+		if (shown < 20) {
+			shown++;
+			log_msg(LOG_INFO, "s3 upload left for the next mount", "path=%s reason=\"%s\"",
+				log_quote(q, sizeof(q), f->path), why);
+		}
+	}
+	if (total > shown)
+		log_msg(LOG_INFO, "s3 uploads left for the next mount", "more=%u", total - shown);
+	if (total)
+		log_msg(LOG_WARNING, "files not in S3 stay in the cache", "files=%u", total);
+}
+
 int cache_drain(struct cache *c, int timeout_s)
 {
 	struct timespec deadline;
@@ -3175,6 +3210,7 @@ int cache_drain(struct cache *c, int timeout_s)
 			break;
 	}
 	n = pending_count(c);
+	log_left(c);
 	pthread_mutex_unlock(&c->lock);
 	return n;
 }

@@ -15,6 +15,8 @@ the man page.
                  scripts/mount.s3jobfs; files written there reach S3 under that prefix.
   demo           (s3rver, PostgreSQL) scripts/demo.sh (what `make demo` runs) ends with the
                  job's uploadToS3 status success and every file in the bucket.
+  umount_logs_left  (s3rver) umount before a job completes logs each file left and why;
+                 the next mount uploads them when the job completes.
   man_page       docs/s3jobfs.1 is what scripts/gen-man.sh makes (every variable of
                  `check --print-config`), and every subcommand's --help works.
 """
@@ -288,6 +290,30 @@ def demo(ctx):
              "filesUploaded equals the objects listed: %r %r" % (files and files.group(0),
                                                                  objs and objs.group(0)))
     ml.check("unmounted" in out, "the demo unmounts")
+
+
+@T.case("umount_logs_left", timeout=120)
+def umount_logs_left(ctx):
+    """umount of a job not yet complete: the log names each file left and why; the next
+    mount on the same cache uploads them once the job completes."""
+    m = ctx.mount(on_completion=True)
+    job = ml.job_name()
+    files = {"all_products.json": b"[]", "products/p1.json": b"{}"}
+    for rel, data in files.items():
+        ml.write_file(os.path.join(m.mnt, job, rel), data)
+    m.umount()
+    with open(m.log, errors="replace") as f:
+        log = f.read()
+    for rel in files:
+        ml.check(re.search(r'msg="s3 upload left for the next mount" path="?%s/%s"? '
+                           r'reason="job not completed"' % (re.escape(job), re.escape(rel)), log),
+                 "the log names %s as left (job not completed)" % rel)
+    ml.check('msg="files not in S3 stay in the cache" files=2' in log, "the log counts 2 files left")
+    m2 = ctx.mount(on_completion=True, cache=m.cache)
+    m2.complete(job)
+    ml.wait_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map(files), timeout=30,
+               what="objects left by the first mount")
+    m2.umount()
 
 
 @T.case("man_page", timeout=60)
