@@ -203,5 +203,41 @@ def policy_overrides(ctx):
     m.umount()
 
 
+@T.case("two_daemons", timeout=180)
+def two_daemons(ctx):
+    """Two daemons (two hosts, say), each with its own cache and mountpoint on the same bucket
+    and prefix, write different files of one job and start at the same moment (schema
+    migration under the advisory lock): when the row completes, its uploadToS3 counts the
+    files of both."""
+    ml.need_db()
+    setup_table()
+    u = str(uuid.uuid4())
+    sql("INSERT INTO jobs (id, name, status, output) VALUES (:'v1', 'two hosts', 'running', "
+        "'{\"saveFiles\": true}')", u)
+    env = {"DATABASE_URL": os.environ["DATABASE_URL"], "S3JOBFS_PG_POLL_SECONDS": "1"}
+    folder = job_folder(u)
+    mounts, files = [], {}
+    for i in range(2):
+        mounts.append(ctx.mount(on_completion=True, env=env,
+                                cache=os.path.join(ctx.tmp, "cache%d" % i),
+                                mnt=os.path.join(ctx.tmp, "mnt%d" % i)))
+    for i, m in enumerate(mounts):
+        mine = {"products/host%d_%02d.json" % (i, k): os.urandom(1000 + 100 * k + i) for k in range(6)}
+        for rel, data in mine.items():
+            ml.write_file(os.path.join(m.mnt, folder, rel), data)
+        files.update(mine)
+    ctx.step("the scraper marks the job completed")
+    sql("UPDATE jobs SET status = 'completed' WHERE id = :'v1'", u)
+    ml.wait_for(lambda: sql("SELECT output->'uploadToS3'->>'filesUploaded' FROM jobs "
+                            "WHERE id = :'v1'", u) == str(len(files)), 40,
+                "filesUploaded counts both daemons' files")
+    ml.check_eq(sql("SELECT output->'uploadToS3'->>'bytesUploaded' FROM jobs WHERE id = :'v1'", u),
+                str(sum(map(len, files.values()))), "bytesUploaded of both daemons")
+    ml.wait_for(lambda: status_of(u) == "success", 20, "status success")
+    ml.check_s3(ctx.s3, ctx.prefix + folder + "/", ml.digest_map(files))
+    for m in mounts:
+        m.umount()
+
+
 if __name__ == "__main__":
     T.main()
