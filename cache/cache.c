@@ -1329,6 +1329,23 @@ static void count_latency(struct cache *c, uint64_t ms)
 	c->totals.upload_ms_count++;
 }
 
+/* f's content is now the object bucket/key (taken: *bucket and *key become NULL); an older
+ * object elsewhere (the job's row moved it) is deleted. Under c->lock. */
+static void set_uploaded(struct cache *c, struct cache_file *f, char **bucket, char **key,
+			 bool custom)
+{
+	if (f->up_key && (strcmp(f->up_key, *key) != 0 || (f->up_bucket == NULL) != (*bucket == NULL) ||
+			  (*bucket && strcmp(*bucket, f->up_bucket) != 0)))
+		delete_key(c, f->up_bucket, f->up_key);
+	free(f->up_key);
+	free(f->up_bucket);
+	f->up_key = *key;
+	f->up_bucket = *bucket;
+	f->custom_target = custom;
+	*key = NULL;
+	*bucket = NULL;
+}
+
 static void upload_one(struct cache *c, struct cache_file *f)
 {
 	char *rel, *key, *bucket, etag[72] = "", et[400];
@@ -1381,17 +1398,7 @@ static void upload_one(struct cache *c, struct cache_file *f)
 		log_msg(LOG_INFO, "s3 upload done", "job=%s key=%s bytes=%" PRIu64 " ms=%" PRIu64
 			" attempts=%d", f->job ? f->job->name : "-", log_quote(et, sizeof(et), key),
 			(uint64_t)st.st_size, now_ms() - t0, e.attempts ? e.attempts : 1);
-		if (f->up_key && (strcmp(f->up_key, key) != 0 ||
-				  (f->up_bucket == NULL) != (bucket == NULL) ||
-				  (bucket && strcmp(bucket, f->up_bucket) != 0)))
-			delete_key(c, f->up_bucket, f->up_key);	/* the job moved it elsewhere */
-		free(f->up_key);
-		free(f->up_bucket);
-		f->up_key = key;
-		f->up_bucket = bucket;
-		f->custom_target = custom;
-		key = NULL;
-		bucket = NULL;
+		set_uploaded(c, f, &bucket, &key, custom);
 		f->attempts = 0;
 		if (same) {
 			f->state = ST_CLEAN;
@@ -2014,13 +2021,7 @@ static int snapshot_upload(struct cache *c, struct cache_file *f)
 	close(snap);
 	pthread_mutex_lock(&c->lock);
 	if (rc == 0) {
-		free(f->up_key);
-		free(f->up_bucket);
-		f->up_key = key;
-		f->up_bucket = bucket;
-		f->custom_target = custom;
-		key = NULL;
-		bucket = NULL;
+		set_uploaded(c, f, &bucket, &key, custom);
 		if (f->up_gen < gen)
 			f->up_gen = gen;
 		c->totals.uploads_ok++;
