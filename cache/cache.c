@@ -1254,12 +1254,15 @@ static void on_mpu(void *ctx, const char *key, const char *upload_id, bool done)
 
 /* Upload the open file fd (a stable version) of f to key. No lock held. */
 static int put_version(struct cache *c, int fd, const struct stat *st, const char *bucket,
-		       const char *key, char *etag, struct s3_error *err)
+		       const char *key, char *etag, char sha256[65], struct s3_error *err)
 {
 	struct s3_put_opts o = {
 		.set_meta = true, .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
-		.mtime = st->st_mtim, .mpu_event = on_mpu, .mpu_ctx = c,
+		.mtime = st->st_mtim, .mpu_event = on_mpu, .mpu_ctx = c, .sha256_out = sha256,
 	};
+
+	if (sha256)
+		sha256[0] = '\0';
 
 	return c->store->put_file(c->store->ctx, bucket, key, fd, (uint64_t)st->st_size, &o, etag, err);
 }
@@ -1287,7 +1290,7 @@ static int put_symlink(struct cache *c, const char *rel, const struct stat *st, 
 		struct stat lst = *st;
 
 		lst.st_size = n;
-		rc = put_version(c, fd, &lst, bucket, key, etag, err);
+		rc = put_version(c, fd, &lst, bucket, key, etag, NULL, err);
 	}
 	close(fd);
 	return rc;
@@ -1348,7 +1351,7 @@ static void set_uploaded(struct cache *c, struct cache_file *f, char **bucket, c
 
 static void upload_one(struct cache *c, struct cache_file *f)
 {
-	char *rel, *key, *bucket, etag[72] = "", et[400];
+	char *rel, *key, *bucket, etag[72] = "", et[400], sha[65] = "";
 	struct s3_error e = { 0 };
 	struct stat st;
 	uint64_t gen, t0 = now_ms();
@@ -1378,7 +1381,7 @@ static void upload_one(struct cache *c, struct cache_file *f)
 	} else if (fstat(fd, &st) < 0) {
 		rc = -errno;
 	} else {
-		rc = put_version(c, fd, &st, bucket, key, etag, &e);
+		rc = put_version(c, fd, &st, bucket, key, etag, sha, &e);
 	}
 
 	pthread_mutex_lock(&c->lock);
@@ -1450,7 +1453,8 @@ static void upload_one(struct cache *c, struct cache_file *f)
 		if (rc == 0)
 			meta_post_file(c->meta, f->job->uuid, in_job,
 				       f->up_bucket ? f->up_bucket : c->cfg->bucket, f->up_key,
-				       (uint64_t)st.st_size, NULL, etag, "uploaded", e.attempts, NULL);
+				       (uint64_t)st.st_size, sha[0] ? sha : NULL, etag, "uploaded",
+				       e.attempts, NULL);
 		else if (!f->gone)
 			meta_post_file(c->meta, f->job->uuid, in_job, bucket ? bucket : c->cfg->bucket,
 				       key ? key : "",
@@ -2017,7 +2021,7 @@ static int snapshot_upload(struct cache *c, struct cache_file *f)
 		goto out;
 	}
 	unlinkat(c->tmp_fd, name, 0);
-	rc = put_version(c, snap, &st, bucket, key, etag, &e);
+	rc = put_version(c, snap, &st, bucket, key, etag, NULL, &e);
 	close(snap);
 	pthread_mutex_lock(&c->lock);
 	if (rc == 0) {

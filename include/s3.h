@@ -57,6 +57,9 @@ struct s3_put_opts {
 	 * it is completed or aborted (done = true). May be NULL. */
 	void (*mpu_event)(void *ctx, const char *key, const char *upload_id, bool done);
 	void *mpu_ctx;
+	/* when not NULL: gets the content's SHA-256 in hex (65 bytes) after a single-request PUT,
+	 * "" after a multipart one */
+	char *sha256_out;
 };
 
 struct s3_list_entry {

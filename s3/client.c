@@ -1077,6 +1077,8 @@ static int put_single(struct s3_client *c, const char *bucket, const char *key, 
 		rc = run_request(c, &r, err);
 	if (!rc && etag_out)
 		snprintf(etag_out, 72, "%s", r.etag);
+	if (!rc && opts && opts->sha256_out)
+		snprintf(opts->sha256_out, 65, "%s", r.payload_hash);	/* the body's SHA-256 */
 	if (rc == -ESTALE && err)
 		set_err(err, "FileChanged", "the file shrank while it was being uploaded");
 	req_release(&r);

@@ -65,6 +65,11 @@ def status_success(ctx):
     ml.check_eq(urls.get("all_products_json"), base + "all_products.json", "s3Urls.all_products_json")
     ml.check_eq(urls.get("pdfs_dir"), base + "pdfs/", "s3Urls.pdfs_dir")
     ml.check_s3(ctx.s3, ctx.prefix + folder + "/", ml.digest_map(files))
+    ledger = sql("SELECT rel_path, key, size, checksum, state, attempts FROM s3jobfs_files "
+                 "WHERE job_id = :'v1' ORDER BY rel_path", u)
+    want = "\n".join("%s|%s|%d|%s|uploaded|1" % (rel, ctx.prefix + folder + "/" + rel, len(data),
+                                                 ml.sha(data)) for rel, data in sorted(files.items()))
+    ml.check_eq(ledger, want, "ledger rows (path, key, size, SHA-256, state, attempts)")
     m.umount()
 
 
