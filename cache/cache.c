@@ -47,6 +47,7 @@
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
@@ -884,6 +885,100 @@ static int tmp_name(struct cache *c, char *buf, size_t size)
 	return 0;
 }
 
+/* ---- staged files are owner-only on disk ----
+ * A staged file is 0600 and a staged directory 0700 whatever the program asked for; the mode
+ * programs see (and that goes to x-amz-meta-mode) is kept in the xattr user.s3jobfs.mode, which
+ * lives and dies with the file (durable, renamed with it, no journal needed). On a cache
+ * filesystem without user xattrs the staged file carries the program's mode itself, as a file
+ * without the xattr (an older cache) does. */
+#define MODE_XATTR	"user.s3jobfs.mode"
+#define STAGED_FILE	0600
+#define STAGED_DIR	0700
+
+static void mode_from_xattr(const char *v, ssize_t n, struct stat *st)
+{
+	char buf[16];
+
+	if (n <= 0 || n >= (ssize_t)sizeof(buf))
+		return;
+	memcpy(buf, v, (size_t)n);
+	buf[n] = '\0';
+	st->st_mode = (st->st_mode & S_IFMT) | ((mode_t)strtoul(buf, NULL, 8) & 07777);
+}
+
+/* Replace st's permission bits by the recorded user mode of the open staged file fd. */
+static void user_mode_fd(int fd, struct stat *st)
+{
+	char v[16];
+
+	if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode))
+		mode_from_xattr(v, fgetxattr(fd, MODE_XATTR, v, sizeof(v)), st);
+}
+
+/* Same for the staged path rel (no fd open: by the full path, one syscall). */
+static void user_mode_at(struct cache *c, const char *rel, struct stat *st)
+{
+	char path[PATH_MAX], v[16];
+
+	if ((S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) &&
+	    snprintf(path, sizeof(path), "%s/data/%s", c->dir, rel) < (int)sizeof(path))
+		mode_from_xattr(v, lgetxattr(path, MODE_XATTR, v, sizeof(v)), st);
+}
+
+/* Record mode as what programs see for the staged fd. 0 or -errno. */
+static int set_user_mode_fd(int fd, mode_t mode)
+{
+	char v[16];
+	int n = snprintf(v, sizeof(v), "%o", (unsigned)(mode & 07777));
+
+	if (fsetxattr(fd, MODE_XATTR, v, (size_t)n, 0) == 0)
+		return 0;
+	if (errno != ENOTSUP)
+		return -errno;
+	return fchmod(fd, mode & 07777) < 0 ? -errno : 0;	/* no user xattrs here */
+}
+
+static int set_user_mode_at(struct cache *c, const char *rel, mode_t mode)
+{
+	char path[PATH_MAX], v[16];
+	int n = snprintf(v, sizeof(v), "%o", (unsigned)(mode & 07777));
+
+	if (snprintf(path, sizeof(path), "%s/data/%s", c->dir, rel) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if (lsetxattr(path, MODE_XATTR, v, (size_t)n, 0) == 0)
+		return 0;
+	if (errno != ENOTSUP)
+		return -errno;
+	return fchmodat(c->data_fd, *rel ? rel : ".", mode & 07777, 0) < 0 ? -errno : 0;
+}
+
+/* mkdir of a staged directory: 0700 on disk, mode for programs. EEXIST is not an error. */
+static int mkdir_staged(struct cache *c, const char *rel, mode_t mode)
+{
+	if (mkdirat(c->data_fd, rel, STAGED_DIR) < 0)
+		return errno == EEXIST ? 0 : -errno;
+	return set_user_mode_at(c, rel, mode);
+}
+
+/* openat of a staged file; a file it creates is 0600 on disk with mode for programs. */
+static int open_staged(struct cache *c, const char *rel, int flags, mode_t mode)
+{
+	int fd, r;
+
+	if (!(flags & O_CREAT))
+		return openat(c->data_fd, rel, flags | O_CLOEXEC);
+	fd = openat(c->data_fd, rel, flags | O_EXCL | O_CLOEXEC, STAGED_FILE);
+	if (fd < 0 && errno == EEXIST && !(flags & O_EXCL))
+		return openat(c->data_fd, rel, (flags & ~O_CREAT) | O_CLOEXEC);
+	if (fd >= 0 && (r = set_user_mode_fd(fd, mode)) < 0) {
+		close(fd);
+		unlinkat(c->data_fd, rel, 0);
+		errno = -r;
+		return -1;
+	}
+	return fd;
+}
+
 /* Copy src (open fd) into a new file in tmp/ with src's mode; returns its fd, name in buf. */
 static int copy_to_tmp(struct cache *c, int src, char *name, size_t size, bool with_data)
 {
@@ -894,9 +989,11 @@ static int copy_to_tmp(struct cache *c, int src, char *name, size_t size, bool w
 	if (fstat(src, &st) < 0)
 		return -errno;
 	tmp_name(c, name, size);
-	dst = openat(c->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+	dst = openat(c->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, STAGED_FILE);
 	if (dst < 0)
 		return -errno;
+	user_mode_fd(src, &st);
+	set_user_mode_fd(dst, st.st_mode);
 	while (with_data && off < st.st_size) {
 		ssize_t n = copy_file_range(src, &off, dst, NULL, (size_t)(st.st_size - off), 0);
 
@@ -929,10 +1026,8 @@ static int make_parents(struct cache *c, const char *rel)
 		return -ENOMEM;
 	for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
 		*s = '\0';
-		if (mkdirat(c->data_fd, p, 0755) < 0 && errno != EEXIST) {
-			rc = -errno;
+		if ((rc = mkdir_staged(c, p, 0755)) < 0)
 			break;
-		}
 		*s = '/';
 	}
 	free(p);
@@ -953,11 +1048,12 @@ static int stage_remote(struct cache *c, const char *rel, uint64_t size)
 	if (rc)
 		goto out;
 	tmp_name(c, name, sizeof(name));
-	fd = openat(c->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = openat(c->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, STAGED_FILE);
 	if (fd < 0) {
 		rc = -errno;
 		goto out;
 	}
+	set_user_mode_fd(fd, 0644);
 	if (size) {
 		rc = c->store->get_to_fd(c->store->ctx, NULL, key, 0, 0, fd, 0, &got, &e);
 		if (rc)
@@ -1063,7 +1159,7 @@ int cache_open_handle(struct cache *c, const char *rel, int flags, mode_t mode,
 		rc = 0;
 	}
 	if (!writable) {
-		fd = openat(c->data_fd, rel, flags | O_CLOEXEC, mode);
+		fd = open_staged(c, rel, flags, mode);
 		if (fd < 0) {
 			rc = -errno;
 			goto out;
@@ -1111,7 +1207,7 @@ int cache_open_handle(struct cache *c, const char *rel, int flags, mode_t mode,
 				unlinkat(c->tmp_fd, name, 0);
 		}
 	}
-	fd = openat(c->data_fd, rel, flags | O_CLOEXEC, mode);
+	fd = open_staged(c, rel, flags, mode);
 	if (fd < 0) {
 		rc = -errno;
 		f->refs--;
@@ -1256,10 +1352,14 @@ static void on_mpu(void *ctx, const char *key, const char *upload_id, bool done)
 static int put_version(struct cache *c, int fd, const struct stat *st, const char *bucket,
 		       const char *key, char *etag, char sha256[65], struct s3_error *err)
 {
+	struct stat us = *st;
 	struct s3_put_opts o = {
-		.set_meta = true, .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
+		.set_meta = true, .uid = st->st_uid, .gid = st->st_gid,
 		.mtime = st->st_mtim, .mpu_event = on_mpu, .mpu_ctx = c, .sha256_out = sha256,
 	};
+
+	user_mode_fd(fd, &us);		/* the mode programs see, not the staged 0600 */
+	o.mode = us.st_mode;
 
 	if (sha256)
 		sha256[0] = '\0';
@@ -2167,10 +2267,16 @@ int cache_getattr(struct cache *c, const char *rel, struct stat *st)
 {
 	int rc;
 
-	if (*rel == '\0')
-		return fstat(c->data_fd, st) < 0 ? -errno : 0;
-	if (fstatat(c->data_fd, rel, st, AT_SYMLINK_NOFOLLOW) == 0)
+	if (*rel == '\0') {
+		if (fstat(c->data_fd, st) < 0)
+			return -errno;
+		user_mode_fd(c->data_fd, st);
 		return 0;
+	}
+	if (fstatat(c->data_fd, rel, st, AT_SYMLINK_NOFOLLOW) == 0) {
+		user_mode_at(c, rel, st);
+		return 0;
+	}
 	if (errno != ENOENT)
 		return -errno;
 	pthread_mutex_lock(&c->lock);
@@ -2207,6 +2313,13 @@ int cache_readdir(struct cache *c, const char *rel, cache_dirent_fn fn, void *ct
 				continue;
 			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
+			if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+				char *full = NULL;
+
+				if (asprintf(&full, "%s%s%s", rel, *rel ? "/" : "", de->d_name) >= 0)
+					user_mode_at(c, full, &st);
+				free(full);
+			}
 			if (n == cap) {
 				char **nn = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*names));
 
@@ -2284,8 +2397,11 @@ int cache_mkdir(struct cache *c, const char *rel, mode_t mode)
 		rc = make_parents(c, rel);
 		if (rc)
 			return rc;
-		if (mkdirat(c->data_fd, rel, mode) < 0)
+		if (mkdirat(c->data_fd, rel, STAGED_DIR) < 0)
 			return -errno;
+		rc = set_user_mode_at(c, rel, mode);
+		if (rc)
+			return rc;
 		pthread_mutex_lock(&c->lock);
 		if (fresh)
 			fresh_add(c, rel);
@@ -2522,9 +2638,8 @@ int cache_rename(struct cache *c, const char *from, const char *to, unsigned int
 		return rc;
 	if (local && renameat(c->data_fd, from, c->data_fd, to) < 0)
 		return -errno;
-	if (!local && remote && S_ISDIR(rst.st_mode) && mkdirat(c->data_fd, to, 0755) < 0 &&
-	    errno != EEXIST)
-		return -errno;
+	if (!local && remote && S_ISDIR(rst.st_mode) && (rc = mkdir_staged(c, to, 0755)) < 0)
+		return rc;
 	pthread_mutex_lock(&c->lock);
 	{
 		char *tk = key_of(c, to);
@@ -2612,7 +2727,7 @@ static int touch_staged(struct cache *c, const char *rel, bool stage)
 		if (rc)
 			return rc;
 		if (S_ISDIR(rst.st_mode))
-			return mkdirat(c->data_fd, rel, 0755) < 0 && errno != EEXIST ? -errno : 0;
+			return mkdir_staged(c, rel, 0755);
 		rc = stage_remote(c, rel, (uint64_t)rst.st_size);
 		if (rc)
 			return rc;
@@ -2648,8 +2763,16 @@ int cache_chmod(struct cache *c, const char *rel, mode_t mode)
 
 	if (rc)
 		return rc;
-	if (fchmodat(c->data_fd, *rel ? rel : ".", mode, 0) < 0)
-		return -errno;
+	{
+		struct stat st;
+
+		if (fstatat(c->data_fd, *rel ? rel : ".", &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		rc = S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) ? set_user_mode_at(c, rel, mode) :
+		     fchmodat(c->data_fd, *rel ? rel : ".", mode, 0) < 0 ? -errno : 0;
+		if (rc)
+			return rc;
+	}
 	return touch_staged(c, rel, false);
 }
 
@@ -3056,8 +3179,14 @@ int cache_open(struct cache **out, const struct cache_params *p)
 		/* the pid is informational only */
 	}
 	rc = open_subdir(c->dir_fd, "data", &c->data_fd);
-	if (rc == 0)
-		fchmod(c->data_fd, 0755);	/* the mount's root; the cache dir itself stays 0700 */
+	if (rc == 0) {		/* the mount's root: 0755 for programs, owner-only on disk */
+		char v[16];
+
+		if (fgetxattr(c->data_fd, MODE_XATTR, v, sizeof(v)) < 0)
+			set_user_mode_fd(c->data_fd, 0755);	/* no xattrs: chmod 0755 */
+		if (fgetxattr(c->data_fd, MODE_XATTR, v, sizeof(v)) >= 0)
+			fchmod(c->data_fd, STAGED_DIR);
+	}
 	if (rc == 0)
 		rc = open_subdir(c->dir_fd, "tmp", &c->tmp_fd);
 	if (rc)

@@ -424,6 +424,44 @@ def chmod_utimens(ctx):
     finish(ctx, m)
 
 
+@T.case("owner_only_staging", timeout=90)
+def owner_only_staging(ctx):
+    """Staged files are 0600 and staged dirs 0700 in the cache whatever their mode; programs see
+    (and S3's x-amz-meta-mode gets) the mode they asked for, also after a remount."""
+    m, job, d = start(ctx, on_completion=True)
+    old = os.umask(0o022)
+    try:
+        os.makedirs(os.path.join(d, "pub"), mode=0o755)
+        fd = os.open(os.path.join(d, "pub", "a.json"), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"{}")
+        os.close(fd)
+        ml.write_file(os.path.join(d, "b.txt"), b"b")
+        os.chmod(os.path.join(d, "b.txt"), 0o751)
+        os.mkdir(os.path.join(d, "priv"), 0o750)
+    finally:
+        os.umask(old)
+    want = {"": 0o755, "pub": 0o755, "pub/a.json": 0o644, "b.txt": 0o751, "priv": 0o750}
+
+    def modes(root):
+        return {rel: oct(os.stat(os.path.join(root, rel)).st_mode & 0o7777) for rel in want}
+    ml.check_eq(modes(d), {k: oct(v) for k, v in want.items()}, "modes through the mount")
+    ml.check_eq(oct(os.stat(m.mnt).st_mode & 0o7777), oct(0o755), "mode of the mount's root")
+    staged = os.path.join(m.cache, "data", job)
+    ml.check_eq(modes(staged), {k: oct(0o700 if os.path.isdir(os.path.join(staged, k)) else 0o600)
+                                for k in want}, "modes of the staged files in the cache")
+    ml.check_eq(oct(os.stat(os.path.join(m.cache, "data")).st_mode & 0o7777), oct(0o700),
+                "mode of the cache's data/ directory")
+    ml.fsync_dir(d)
+    for rel in ("pub/a.json", "b.txt"):
+        ml.check_eq(oct(mode_of(meta_of(ctx, ctx.prefix + job + "/" + rel))), oct(want[rel]),
+                    "x-amz-meta-mode of " + rel)
+    m.umount()
+    m2 = ctx.mount(on_completion=True, cache=m.cache)
+    ml.check_eq(modes(os.path.join(m2.mnt, job)), {k: oct(v) for k, v in want.items()},
+                "modes through the mount after a remount")
+    finish(ctx, m2)
+
+
 @T.case("chmod_after_upload", timeout=60)
 def chmod_after_upload(ctx):
     m, job, d = start(ctx)
