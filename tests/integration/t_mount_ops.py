@@ -17,6 +17,7 @@ the man page.
                  job's uploadToS3 status success and every file in the bucket.
   umount_logs_left  (s3rver) umount before a job completes logs each file left and why;
                  the next mount uploads them when the job completes.
+  systemd_unit   scripts/s3jobfs.service passes systemd-analyze verify; its options exist.
   man_page       docs/s3jobfs.1 is what scripts/gen-man.sh makes (every variable of
                  `check --print-config`), and every subcommand's --help works.
 """
@@ -314,6 +315,28 @@ def umount_logs_left(ctx):
     ml.wait_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map(files), timeout=30,
                what="objects left by the first mount")
     m2.umount()
+
+
+@T.case("systemd_unit", timeout=60)
+def systemd_unit(ctx):
+    """scripts/s3jobfs.service passes `systemd-analyze verify` (with ExecStart pointing at this
+    build), and its ExecStart is a valid `s3jobfs mount` command line."""
+    if not shutil.which("systemd-analyze"):
+        raise ml.Skip("systemd-analyze is not installed")
+    with open(os.path.join(TOP, "scripts", "s3jobfs.service")) as f:
+        unit = f.read().replace("/usr/local/bin/s3jobfs", ml.BIN)
+    path = os.path.join(ctx.tmp, "s3jobfs.service")
+    with open(path, "w") as f:
+        f.write(unit)
+    r = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True, timeout=30)
+    problems = [x for x in (r.stdout + r.stderr).splitlines()
+                if x.strip() and "man s3jobfs(1)" not in x]     # the man page is not installed here
+    ml.check(not problems, "systemd-analyze verify: %r" % problems)
+    start = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1).split()
+    ml.check_eq(start[1], "mount", "ExecStart runs `s3jobfs mount`")
+    h = subprocess.run([start[0], "mount", "--help"], capture_output=True, text=True, timeout=10)
+    for opt in (o for o in start[2:] if o.startswith("--")):
+        ml.check(opt in h.stdout, "ExecStart option %s is one `s3jobfs mount` knows" % opt)
 
 
 @T.case("man_page", timeout=60)
