@@ -1536,13 +1536,14 @@ static void upload_one(struct cache *c, struct cache_file *f)
 			s3_error_text(&f->err, f->job->last_error, sizeof(f->job->last_error));
 		}
 		{
-			char kq[300], eq[400];
+			char kq[300], eq[400], cq[80];
 
 			s3_error_text(&f->err, et, sizeof(et));
 			log_msg(LOG_ERR, "s3 upload failed",
-				"key=%s error=%s attempts=%d hint=\"kept in the cache, retried later\"",
+				"job=%s key=%s error=%s code=%s attempts=%d hint=\"%s; the file stays in the "
+				"cache and is retried\"", f->job ? f->job->name : "-",
 				log_quote(kq, sizeof(kq), key ? key : rel), log_quote(eq, sizeof(eq), et),
-				e.attempts);
+				log_quote(cq, sizeof(cq), f->err.code), e.attempts, s3_error_hint(&f->err));
 		}
 	}
 	if (f->job && f->job->uuid[0] && c->meta) {

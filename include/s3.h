@@ -180,6 +180,9 @@ const char *s3_mime_type(const char *key);
 /* Map an HTTP status + S3 code + curl code to -errno (the one place that does it). */
 int s3_errno(int http_status, const char *code, int curl_code);
 
+/* A short fix for err, for logs ("check S3_BUCKET_NAME ..."); a static string, never NULL. */
+const char *s3_error_hint(const struct s3_error *err);
+
 /* One-line human text for err ("NoSuchBucket: The specified bucket does not exist (HTTP 404)"). */
 const char *s3_error_text(const struct s3_error *err, char *buf, size_t size);
 

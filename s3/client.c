@@ -141,6 +141,35 @@ int s3_errno(int http_status, const char *code, int curl_code)
 	}
 }
 
+const char *s3_error_hint(const struct s3_error *err)
+{
+	static const struct { const char *code, *hint; } hints[] = {
+		{ "SignatureDoesNotMatch", "check S3_SECRET_ACCESS_KEY (s3jobfs check)" },
+		{ "InvalidAccessKeyId", "check S3_ACCESS_KEY_ID (s3jobfs check)" },
+		{ "NoSuchBucket", "check S3_BUCKET_NAME or create the bucket (s3jobfs check)" },
+		{ "AccessDenied", "the credentials may not write here: check the IAM policy (s3jobfs check)" },
+		{ "RequestTimeTooSkewed", "synchronise this machine's clock (NTP)" },
+		{ "ConnectionRefused", "nothing answers at S3_ENDPOINT: is S3 up and reachable?" },
+		{ "Timeout", "check the network to S3, or raise S3_UPLOAD_TIMEOUT" },
+		{ "DNSFailure", "check S3_ENDPOINT / S3_REGION and DNS" },
+		{ "NoCredentials", "set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY (or AWS_*)" },
+		{ "SlowDown", "S3 is throttling: lower S3JOBFS_UPLOAD_CONCURRENCY" },
+	};
+
+	if (err->setting[0])
+		return "the server refused an optional feature: unset the setting it names";
+	for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++)
+		if (!strcmp(err->code, hints[i].code))
+			return hints[i].hint;
+	if (err->http_status == 403)
+		return hints[3].hint;
+	if (err->http_status >= 500)
+		return "S3 had an internal error; it is retried";
+	if (err->http_status == 0)
+		return "the connection to S3 failed: check S3_ENDPOINT, TLS and the network";
+	return "see the error; s3jobfs check explains most causes";
+}
+
 const char *s3_error_text(const struct s3_error *err, char *buf, size_t size)
 {
 	if (err->http_status)

@@ -209,6 +209,10 @@ def metrics(ctx):
     ml.check(v['s3jobfs_s3_retries_total{cause="network"}'] >= 1,
              "network retries counted: %r" % v['s3jobfs_s3_retries_total{cause="network"}'])
     ml.check(v["s3jobfs_cache_dirty_bytes"] >= 3000, "the failed file counts as dirty bytes")
+    with open(m.log, errors="replace") as f:
+        failed = [x for x in f if 'msg="s3 upload failed"' in x and "plain/down.bin" in x]
+    ml.check(failed and "code=ConnectionRefused" in failed[0] and 'hint="nothing answers at S3_ENDPOINT'
+             in failed[0], "the failure's log line has S3's code and a hint: %r" % failed[:1])
     subprocess.run([ml.env_tool("s3rver-start")], check=True, timeout=60)
     m.umount()
 
