@@ -1555,7 +1555,7 @@ static const char *job_status(struct cache *c, struct job *j, size_t *n_failed)
 	if (!c->cfg->s3_enabled)
 		return "disabled";
 	HASH_ITER(hh, c->files, f, tmp) {
-		if (f->job != j || !policy_allows(f))
+		if (f->job != j || policy_excludes(f))	/* row not read yet: not skipped */
 			continue;
 		n[f->state]++;
 		total++;
