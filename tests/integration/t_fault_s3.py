@@ -5,7 +5,7 @@ proxy, which counts every request per key and injects the faults. Each job has a
 
   error_rate        (s3rver, swift) 10% of all requests fail (500 InternalError, 503 SlowDown,
                     connection reset, answer cut in the middle, connection dropped), S3_MAX_RETRIES=5:
-                    a 75-file job completes with status success, every object byte-identical,
+                    an 82-file job completes with status success, every object byte-identical,
                     no object PUT more than S3_MAX_RETRIES+1 times (counted at the proxy), and
                     faults were really injected.
   retries_exhausted (s3rver) every PUT of one file answers 503 SlowDown, S3_MAX_RETRIES=2: the job
