@@ -13,6 +13,9 @@ proxy, which counts every request per key and injects the faults. Each job has a
                     the proxy saw exactly 3 PUTs of it, the other files are in S3 and it is not;
                     `s3jobfs status` names it; the fault cleared, `s3jobfs upload JOB
                     --only-failed` brings the job to success with one more PUT.
+  stall_once        (s3rver) upload-on-close; the first PUT of one file is read whole by the
+                    proxy and never answered: the other files arrive meanwhile, and the hung one
+                    after curl's low-speed timeout (30 s) and a retry: 2 PUTs, status success.
   s3_down_30s       (s3rver) upload-on-close; half a job uploaded, then the proxy refuses every
                     connection for 30 s while the other half is written (every write and close
                     succeeds; the daemon logs the failed uploads); after it is back every object
@@ -124,6 +127,29 @@ def s3_down_30s(ctx):
                what="objects after a 30 s outage")
     print("# all objects in S3 %.1f s after the outage ended" % (time.monotonic() - t0 - 30))
     fl.wait_status(u, "success", 30, "after the outage")
+    m.umount()
+
+
+@T.case("stall_once", timeout=240)
+def stall_once(ctx):
+    u, folder = fl.new_job("S3 hangs once")
+    hung = ctx.prefix + folder + "/pdfs/hung.pdf"
+    px = ctx.fault_proxy()
+    px.add_rule("stall", key=re.escape(hung) + "$", method="PUT", times=1)
+    m = ctx.mount(on_completion=False, proxy=True, env=fl.pg_env())
+    others = {"products/p%02d.json" % i: os.urandom(4000 + i) for i in range(10)}
+    files = dict(others, **{"pdfs/hung.pdf": os.urandom(200000)})
+    write_files(os.path.join(m.mnt, folder), files)
+    ctx.step("the other files arrive while the PUT of hung.pdf hangs")
+    ml.wait_s3(ctx.s3, ctx.prefix + folder + "/", ml.digest_map(others), timeout=60, exact=False,
+               what="objects uploaded beside a hung PUT")
+    ml.check(not ctx.s3.exists(hung) and px.injected().get("stall") == 1,
+             "hung.pdf is in S3, or its PUT was not stalled: %s" % px.injected())
+    ctx.step("waiting for the hung PUT to time out and be retried")
+    ml.wait_s3(ctx.s3, ctx.prefix + folder + "/", ml.digest_map(files), timeout=150,
+               what="objects after a PUT that hung")
+    ml.check_eq(px.count(hung), 2, "PUTs of hung.pdf at the proxy")
+    fl.wait_status(u, "success", 30, "after the hung PUT was retried")
     m.umount()
 
 
