@@ -13,6 +13,9 @@ proxy, which counts every request per key and injects the faults. Each job has a
                     the proxy saw exactly 3 PUTs of it, the other files are in S3 and it is not;
                     `s3jobfs status` names it; the fault cleared, `s3jobfs upload JOB
                     --only-failed` brings the job to success with one more PUT.
+  dead_connection   (s3rver) S3_MAX_RETRIES=2; every PUT of one key read whole and then dropped
+                    (FIN), of another reset (RST): exactly 3 PUTs of each reach the proxy, though
+                    the first went over a reused keep-alive connection.
   stall_once        (s3rver) upload-on-close; the first PUT of one file is read whole by the
                     proxy and never answered: the other files arrive meanwhile, and the hung one
                     after curl's low-speed timeout (30 s) and a retry: 2 PUTs, status success.
@@ -127,6 +130,29 @@ def s3_down_30s(ctx):
                what="objects after a 30 s outage")
     print("# all objects in S3 %.1f s after the outage ended" % (time.monotonic() - t0 - 30))
     fl.wait_status(u, "success", 30, "after the outage")
+    m.umount()
+
+
+@T.case("dead_connection", timeout=180)
+def dead_connection(ctx):
+    """Connections closed (FIN, or RST) after the whole PUT was read, never answered:
+    exactly S3_MAX_RETRIES+1 PUTs reach the server, also when the first went over a reused
+    keep-alive connection (curl would send it again by itself)."""
+    px = ctx.fault_proxy()
+    keys = {a: ctx.prefix + "dead/%s.bin" % a for a in ("drop", "reset")}
+    for action, key in keys.items():
+        px.add_rule(action, key=re.escape(key) + "$", method="PUT")
+    m = ctx.mount(on_completion=False, proxy=True, env={"S3_MAX_RETRIES": "2"})
+    d = os.path.join(m.mnt, "dead")
+    warm = {"warm%d.bin" % i: os.urandom(1000) for i in range(8)}
+    write_files(d, warm)        # keep-alive connections in the pool
+    ml.fsync_dir(d)
+    for action in keys:
+        ml.write_file(os.path.join(d, action + ".bin"), os.urandom(5000))
+    ml.wait_for(lambda: sum('msg="s3 upload failed"' in line for line in m.log_tail(500)) >= 2, 90,
+                "two 's3 upload failed' lines in the daemon's log")
+    ml.check_eq({a: px.count(k) for a, k in keys.items()}, {"drop": 3, "reset": 3},
+                "PUTs at the proxy per key (S3_MAX_RETRIES=2)")
     m.umount()
 
 
