@@ -207,9 +207,11 @@ class FaultProxy:
         return r
 
     def error_rate(self, rate, actions=("500", "503", "reset", "cut", "drop"), key=None):
-        """Each request (matching key) fails with probability rate, in one of actions."""
-        for a in actions:
-            self.add_rule(a, key=key, rate=rate / len(actions))
+        """Each request (matching key) fails with probability rate, in one of actions (each
+        rate/len(actions): rule i is drawn only when rules 0..i-1 were not)."""
+        share = rate / len(actions)
+        for i, a in enumerate(actions):
+            self.add_rule(a, key=key, rate=share / (1 - i * share))
 
     def clear(self):
         """Drop every rule (ends the stalls in progress)."""
