@@ -65,7 +65,7 @@ def error_rate(ctx):
     retried = sum(1 for k in keys if puts.get(k, 0) > 1)
     print("# faults injected: %s; %d of %d objects needed more than one PUT, at most %d"
           % (injected, retried, len(keys), max(puts.get(k, 0) for k in keys)))
-    ml.check(sum(injected.values()) >= 5, "only %s faults injected" % injected)
+    ml.check(injected, "no fault injected")      # 0.9^(about 95 requests): 1 run in 20,000
     m.umount()
 
 
