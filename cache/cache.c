@@ -1696,7 +1696,7 @@ static const char *job_status(struct cache *c, struct job *j, size_t *n_failed)
 	if (!c->cfg->s3_enabled)
 		return "disabled";
 	HASH_ITER(hh, c->files, f, tmp) {
-		if (f->job != j || !policy_allows(f))
+		if (f->job != j || policy_excludes(f))	/* row not read yet: not skipped */
 			continue;
 		n[f->state]++;
 		total++;
@@ -2988,6 +2988,13 @@ static int scan_dir(struct cache *c, struct replay *r, int dfd, const char *pref
 				    cr->ctime_ns == ts_ns(&st.st_ctim) && cr->ino == (uint64_t)st.st_ino) {
 					f->state = ST_CLEAN;
 					f->up_gen = f->gen;
+					/* its ledger row may have died with the last daemon */
+					if (f->job && f->job->uuid[0] && c->meta)
+						meta_post_file(c->meta, f->job->uuid,
+							       rel + strlen(f->job->name) + 1,
+							       cr->bucket ? cr->bucket : c->cfg->bucket,
+							       cr->key, f->size, NULL, NULL, "uploaded",
+							       0, NULL);
 				}
 				if (cr) {
 					char *dk = key_of(c, rel);

@@ -1396,7 +1396,8 @@ out:
 }
 
 /* Upsert n ledger rows in one statement; when the server refuses the batch (not a lost
- * connection), row by row, dropping (and logging) the rows it refuses. */
+ * connection), row by row, dropping (and logging) the rows it refuses. An 'uploaded' row
+ * without etag and attempts (the cache's start-up re-post) keeps the row's etag and attempts. */
 static int write_files(struct meta *m, struct mfile *const *batch, size_t n)
 {
 	static const char sql[] =
@@ -1408,7 +1409,9 @@ static int write_files(struct meta *m, struct mfile *const *batch, size_t n)
 		" state text, attempts integer, last_error text)"
 		" ON CONFLICT (job_id, rel_path) DO UPDATE SET bucket = EXCLUDED.bucket,"
 		" key = EXCLUDED.key, size = EXCLUDED.size, checksum = EXCLUDED.checksum,"
-		" etag = EXCLUDED.etag, state = EXCLUDED.state, attempts = EXCLUDED.attempts,"
+		" etag = COALESCE(EXCLUDED.etag, s3jobfs_files.etag), state = EXCLUDED.state,"
+		" attempts = CASE WHEN EXCLUDED.state = 'uploaded' AND EXCLUDED.attempts = 0"
+		"  THEN s3jobfs_files.attempts ELSE EXCLUDED.attempts END,"
 		" last_error = EXCLUDED.last_error, updated_at = now()";
 	char *json = files_json(batch, n);
 	const char *param = json;

@@ -69,6 +69,7 @@ struct req {
 	uint64_t fd_off, fd_len;
 	char payload_hash[65];
 	uint64_t body_pos;
+	bool resend_refused;		/* per attempt: curl wanted to send the body again */
 
 	enum sink_kind sink;
 	char *out;			/* SINK_MEM: grown buffer; SINK_BUF: caller's */
@@ -548,6 +549,12 @@ static int seek_cb(void *ctx, curl_off_t offset, int origin)
 
 	if (origin != SEEK_SET || offset < 0)
 		return CURL_SEEKFUNC_CANTSEEK;
+	/* curl sends a request again by itself when a reused connection closed without an
+	 * answer: refuse, so that every request sent is an attempt S3_MAX_RETRIES counts */
+	if (offset == 0 && r->body_pos > 0) {
+		r->resend_refused = true;
+		return CURL_SEEKFUNC_FAIL;
+	}
 	r->body_pos = (uint64_t)offset;
 	return CURL_SEEKFUNC_OK;
 }
@@ -745,6 +752,7 @@ static int do_attempt(void *ctx, int attempt, uint64_t timeout_ms, struct s3_err
 	(void)attempt;
 	r->status = 0;
 	r->body_pos = 0;
+	r->resend_refused = false;
 	r->got = 0;
 	r->write_errno = 0;
 	r->err_len = 0;
@@ -866,8 +874,9 @@ static int do_attempt(void *ctx, int attempt, uint64_t timeout_ms, struct s3_err
 			     cc == CURLE_COULDNT_CONNECT ? "ConnectionRefused" :
 			     cc == CURLE_COULDNT_RESOLVE_HOST ? "DNSFailure" : "TransportError",
 			curl_easy_strerror(cc));
-		snprintf(err->message, sizeof(err->message), "%s (%s://%.160s)", curl_easy_strerror(cc),
-			 c->scheme, host);
+		snprintf(err->message, sizeof(err->message), "%s (%s://%.160s)",
+			 r->resend_refused ? "connection closed without an answer" :
+			 curl_easy_strerror(cc), c->scheme, host);
 		if (r->write_errno) {
 			rc = -r->write_errno;
 			set_err(err, "LocalWriteError", strerror(r->write_errno));

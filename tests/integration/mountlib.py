@@ -4,7 +4,8 @@ Each t_mount_*.py declares its cases with Suite.case() and calls Suite.main(). A
 the server it runs against (s3rver or swift, from tests/with-env.sh's variables), an S3 client
 of its own (a SigV4 signer over http.client with keep-alive, path style, one connection per
 thread), a unique S3 prefix, a temp dir, and ctx.mount() to start `s3jobfs mount -f` on it.
-Every case runs under a watchdog: when its time is up the watchdog SIGKILLs the case's daemons
+ctx.mount(proxy=True) puts a fault-injecting proxy (tests/faultproxy.py, one per case,
+ctx.fault_proxy()) between the daemon and the server. Every case runs under a watchdog: when its time is up the watchdog SIGKILLs the case's daemons
 (which aborts their FUSE connections, so a syscall hung on the mount returns ENOTCONN) and
 raises CaseTimeout in the main thread, so a hang becomes a FAIL line instead of a stuck suite.
 Whatever a case started (mounts, daemons, tmpfs, temp dirs) is torn down after it, also on
@@ -37,6 +38,9 @@ import traceback
 import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import faultproxy  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(TOP, "s3jobfs")
@@ -625,6 +629,7 @@ class Ctx:
         self.current = "start"
         self.sub_failed = False
         self.armed = False
+        self.proxy = None
 
     def step(self, text):
         """Name what the case does now (shown when it times out)."""
@@ -649,13 +654,25 @@ class Ctx:
         env.update(extra or {})
         return env
 
+    def fault_proxy(self):
+        """The case's faultproxy.FaultProxy in front of its server (started on first use,
+        stopped after the case)."""
+        if self.proxy is None:
+            self.proxy = faultproxy.FaultProxy(self.s3.endpoint).start()
+            self.defer(self.proxy.stop)
+        return self.proxy
+
     def mount(self, on_completion=False, env=None, read_only=False, foreground=True,
-              cache=None, mnt=None, prefix=None, wait=30, expect_fail=False, args=None):
+              cache=None, mnt=None, prefix=None, wait=30, expect_fail=False, args=None,
+              proxy=False):
         """Start `s3jobfs mount` (with -f unless foreground=False) and wait until it is in
         /proc/self/mountinfo as fuse.s3jobfs. env adds/overrides variables; args are more
         options for `s3jobfs mount`. Returns a Mount.
-        expect_fail: return the Mount once the process exits instead of failing."""
+        expect_fail: return the Mount once the process exits instead of failing.
+        proxy: S3_ENDPOINT is the case's fault proxy (ctx.fault_proxy())."""
         more = list(args or [])
+        if proxy:
+            env = dict(env or {}, S3_ENDPOINT=self.fault_proxy().endpoint)
         n = len(self.mounts)
         cache = cache or os.path.join(self.tmp, "cache")
         mnt = mnt or os.path.join(self.tmp, "mnt")

@@ -22,7 +22,8 @@ Cases (s3rver unless noted; list_2100 and read_only run on Swift, see S3RVER_LIS
   enospc           the cache dir on a 16 MiB tmpfs (upload-on-completion): writing a 32 MiB
                    file fails with ENOSPC; the two files written before read back intact;
                    after fsync() of the job dir those two are in S3 and no object of the failed
-                   file is.
+                   file is; once it is deleted a new 4 MiB file is written and uploaded, and S3
+                   holds exactly the three good files.
   fsync_file       upload-on-completion mount: fsync() of a closed file (reopened read-only)
                    returns only once HEAD finds the object with the right bytes; the same for
                    fsync() of a file still open for writing, twice (sub-check open_fd).
@@ -383,6 +384,13 @@ def enospc(ctx):
     h = ctx.s3.head(ctx.prefix + job + "/big.bin")
     ml.check(h.status == 404, "%sbig.bin is in S3 (%s bytes) after the write failed with ENOSPC (%d "
              "bytes accepted of %d)" % (ctx.prefix + job + "/", h.header("content-length"), written, len(big)))
+    ctx.step("space freed: a new file goes through")
+    os.unlink(os.path.join(d, "big.bin"))
+    keep["after.bin"] = os.urandom(4 * MiB)
+    ml.write_file(os.path.join(d, "after.bin"), keep["after.bin"])
+    ml.fsync_dir(d)
+    ml.check_s3(ctx.s3, ctx.prefix + job + "/", ml.digest_map(keep),
+                what="objects once big.bin was deleted and after.bin written")
     ctx.step("umount")
     m.umount()
 
