@@ -71,6 +71,14 @@ def status_success(ctx):
                                                  ml.sha(data)) for rel, data in sorted(files.items()))
     ml.check_eq(ledger, want, "ledger rows (path, key, size, SHA-256, state, attempts)")
     m.umount()
+    ctx.step("a remount re-posts the ledger rows of the clean files: they keep what they had")
+    before = sql("SELECT max(updated_at) FROM s3jobfs_files WHERE job_id = :'v1'", u)
+    m2 = ctx.mount(on_completion=True, cache=m.cache, env=m.env)
+    ml.wait_for(lambda: sql("SELECT max(updated_at) FROM s3jobfs_files WHERE job_id = :'v1'", u)
+                != before, 20, "ledger rows re-posted after the remount")
+    ml.check_eq(sql("SELECT rel_path, key, size, checksum, state, attempts FROM s3jobfs_files "
+                    "WHERE job_id = :'v1' ORDER BY rel_path", u), want, "ledger rows after a remount")
+    m2.umount()
 
 
 @T.case("policy_disabled", timeout=120)
