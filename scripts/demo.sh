@@ -4,6 +4,7 @@
 # DATABASE_URL and PG*, and cleans up). The job completes the way the scraper completes it:
 # its jobs row's status becomes 'completed'.
 set -euo pipefail
+export PAGER=cat PSQL_PAGER=cat	# psql on a terminal must not stop in a pager
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$top/s3jobfs
 work=$(mktemp -d /tmp/s3jobfs-demo.XXXXXX)
@@ -77,6 +78,7 @@ for i in $(seq 1 300); do
 	case $out in *state=success*) break ;; esac
 	sleep 0.2
 done
+"$bin" status --cache-dir "$cache" "$job"
 for i in $(seq 1 50); do
 	s=$(psql -X -q -t -A -c "SELECT output->'uploadToS3'->>'status' FROM jobs WHERE id = '$uuid'")
 	[ "$s" = success ] && break

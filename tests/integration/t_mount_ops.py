@@ -27,6 +27,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -53,21 +54,40 @@ def status(m, *args, check_rc=True):
     return r.returncode, r.stdout, r.stderr
 
 
-def status_tty(m, *args):
-    """`s3jobfs status` with stdout on a pseudo-terminal of 80 columns; its output."""
+def run_pty(argv, env, timeout=60):
+    """Run argv with stdout/stderr on a pseudo-terminal of 24x80 (as a user at a terminal);
+    (exit status, output). A program waiting for the terminal (a pager) fails the case."""
     pid, fd = pty.fork()
     if pid == 0:
         try:
             os.environ.clear()
-            os.environ.update(m.env)
-            os.environ["COLUMNS"] = "80"
-            os.execv(ml.BIN, [ml.BIN, "status", "--cache-dir", m.cache, "--env-file", "/dev/null"] +
-                     list(args))
+            os.environ.update(env)
+            os.environ.update(COLUMNS="80", LINES="24", TERM="xterm")
+            os.execv(argv[0], argv)
         finally:
             os._exit(127)
+    try:
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    except OSError:
+        pass
     out = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + timeout
+    while True:
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGTERM)      # lets a script's cleanup trap run
+            for _ in range(100):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+                time.sleep(0.2)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            os.close(fd)
+            ml.fail("%s still runs after %d s on a terminal (waiting for input?): %r"
+                    % (" ".join(argv), timeout, out[-600:]))
         r, _, _ = select.select([fd], [], [], 1)
         if not r:
             continue
@@ -78,9 +98,15 @@ def status_tty(m, *args):
         if not chunk:
             break
         out += chunk
-    os.waitpid(pid, 0)
+    _, status = os.waitpid(pid, 0)
     os.close(fd)
-    return out.decode("utf-8", "replace").replace("\r\n", "\n")
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def status_tty(m, *args):
+    """`s3jobfs status` with stdout on a terminal of 80 columns; its output."""
+    return run_pty([ml.BIN, "status", "--cache-dir", m.cache, "--env-file", "/dev/null"] +
+                   list(args), m.env)[1]
 
 
 def kv(line):
@@ -284,10 +310,9 @@ def mount_helper(ctx):
 @T.case("demo", timeout=240)
 def demo(ctx):
     ml.need_db()
-    r = subprocess.run([os.path.join(TOP, "scripts", "demo.sh")], capture_output=True, text=True,
-                       timeout=200, env=dict(os.environ, TERM="dumb"))
-    out = r.stdout
-    ml.check(r.returncode == 0, "demo.sh exited %d: %s" % (r.returncode, (out + r.stderr)[-2000:]))
+    # on a terminal, as `make demo` runs for a user (psql would page there if not told not to)
+    rc, out = run_pty([os.path.join(TOP, "scripts", "demo.sh")], dict(os.environ), timeout=200)
+    ml.check(rc == 0, "demo.sh exited %d: %s" % (rc, out[-2000:]))
     ml.check('"status": "success"' in out, "the demo shows uploadToS3.status success: %s" % out[-1500:])
     files = re.search(r'"filesUploaded": (\d+)', out)
     objs = re.search(r"\.\.\. (\d+) objects", out)
