@@ -6,6 +6,8 @@
 #   make unit       unit tests only;  make integration   integration tests only
 #   make SANITIZE=address,undefined   a sanitizer build (objects go to build-san/)
 #   make lint       banned calls, cppcheck
+#   make fuzz       build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (default 60)
+#   make valgrind   every unit test binary under valgrind (leaks and memory errors fail it)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 CC      ?= cc
@@ -38,7 +40,8 @@ ITEST_SRCS := $(wildcard tests/integration/t_*.c)
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 LIBA      := $(BUILD)/libs3jobfs.a
 
-.PHONY: all test test-run unit unit-bins integration integration-bins unit-san clean install lint deps demo
+.PHONY: all test test-run unit unit-bins integration integration-bins unit-san clean install lint deps demo \
+	fuzz fuzz-bins valgrind
 all: s3jobfs
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h */*_i.h)
@@ -107,9 +110,35 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
 		--suppress=missingIncludeSystem --suppress=unknownMacro -Iinclude common s3 cache meta fs cli
 
+# Fuzzing (not part of `make test`): the library is rebuilt with clang into build-fuzz/ with
+# coverage instrumentation; each fuzz/fuzz_X.c links with libFuzzer and starts from
+# fuzz/corpus/X/ (new inputs go to build-fuzz/corpus/X/, crashes to build-fuzz/crash/X/).
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
+
+fuzz-bins:
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz OPT=-O1 \
+		SANFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_FLAGS)" $(FUZZ_BINS)
+
+build-fuzz/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Is3 -Ifuzz -fsanitize=fuzzer -o $@ $< $(LIBA) $(LIBS)
+
+fuzz: fuzz-bins
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build-fuzz/corpus/$$t build-fuzz/crash/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		build-fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=build-fuzz/crash/$$t/ build-fuzz/corpus/$$t fuzz/corpus/$$t \
+			2>build-fuzz/$$t.log || { tail -n 60 build-fuzz/$$t.log; exit 1; }; \
+		grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^Done' build-fuzz/$$t.log; \
+	done
+
 install: s3jobfs
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 s3jobfs $(DESTDIR)$(PREFIX)/bin/s3jobfs
 
 clean:
-	rm -rf build build-san s3jobfs
+	rm -rf build build-san build-fuzz s3jobfs
