@@ -1,7 +1,8 @@
 # Makefile for s3jobfs - hand-written, pkg-config for every library.
 #
 #   make            build ./s3jobfs
-#   make test       the whole suite: unit tests, unit tests under ASan+UBSan, integration tests
+#   make test       the whole suite: unit tests, unit tests under ASan+UBSan and under valgrind,
+#                   integration tests
 #                   against local S3 servers and a throwaway PostgreSQL (what .ci/run calls)
 #   make unit       unit tests only;  make integration   integration tests only
 #   make SANITIZE=address,undefined   a sanitizer build (objects go to build-san/)
@@ -77,6 +78,10 @@ integration-bins: $(ITEST_BINS) $(BUILD)/s3jobfs s3jobfs
 unit: $(UNIT_BINS)
 	@tests/run.sh $(UNIT_BINS)
 
+# Every unit test binary under valgrind (-q: only errors print; --error-exitcode fails the test).
+valgrind: $(UNIT_BINS)
+	@tests/run.sh $(UNIT_BINS:%=valgrind:%)
+
 unit-san:
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-bins
 	@tests/run.sh $(UNIT_SRCS:tests/unit/%.c=build-san/tests/%)
@@ -92,7 +97,7 @@ test:
 test-run: $(UNIT_BINS) $(ITEST_BINS) s3jobfs
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-bins >/dev/null
 	@tests/with-env.sh -- tests/run.sh $(UNIT_BINS) \
-		$(UNIT_SRCS:tests/unit/%.c=build-san/tests/%) \
+		$(UNIT_SRCS:tests/unit/%.c=build-san/tests/%) $(UNIT_BINS:%=valgrind:%) \
 		$(ITEST_BINS) $(sort $(wildcard tests/integration/t_*.sh tests/integration/t_*.py))
 
 deps:
@@ -119,6 +124,7 @@ FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
 
 fuzz-bins:
+	@command -v clang >/dev/null || { echo "fuzz: needs clang (apt-get install clang)"; false; }
 	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz OPT=-O1 \
 		SANFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_FLAGS)" $(FUZZ_BINS)
 
