@@ -117,7 +117,8 @@ lint:
 
 # Fuzzing (not part of `make test`): the library is rebuilt with clang into build-fuzz/ with
 # coverage instrumentation; each fuzz/fuzz_X.c links with libFuzzer and starts from
-# fuzz/corpus/X/ (new inputs go to build-fuzz/corpus/X/, crashes to build-fuzz/crash/X/).
+# fuzz/corpus/X/ (new inputs go to build-fuzz/corpus/X/, crashes to build-fuzz/crash/X/), with
+# the dictionary fuzz/X.dict when there is one.
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
@@ -136,7 +137,8 @@ fuzz: fuzz-bins
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p build-fuzz/corpus/$$t build-fuzz/crash/$$t; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-		build-fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+		build-fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
 			-artifact_prefix=build-fuzz/crash/$$t/ build-fuzz/corpus/$$t fuzz/corpus/$$t \
 			2>build-fuzz/$$t.log || { tail -n 60 build-fuzz/$$t.log; exit 1; }; \
 		grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^Done' build-fuzz/$$t.log; \
