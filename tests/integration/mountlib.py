@@ -617,9 +617,10 @@ class Ctx:
         return env
 
     def mount(self, on_completion=False, env=None, read_only=False, foreground=True,
-              cache=None, mnt=None, prefix=None, wait=30, expect_fail=False):
+              cache=None, mnt=None, prefix=None, wait=30, expect_fail=False, extra_args=()):
         """Start `s3jobfs mount` (with -f unless foreground=False) and wait until it is in
-        /proc/self/mountinfo as fuse.s3jobfs. env adds/overrides variables. Returns a Mount.
+        /proc/self/mountinfo as fuse.s3jobfs. env adds/overrides variables; extra_args go
+        before the mountpoint (e.g. ["-o", "allow_other"]). Returns a Mount.
         expect_fail: return the Mount once the process exits instead of failing."""
         n = len(self.mounts)
         cache = cache or os.path.join(self.tmp, "cache")
@@ -634,6 +635,7 @@ class Ctx:
                                                              "--cache-dir", cache, "-v"]
         if read_only:
             args.append("--read-only")
+        args += list(extra_args)
         before = mountinfo().get(os.path.realpath(mnt))   # e.g. a dead mount left by kill -9
         m = Mount(self, mnt, cache, self.env(on_completion, cache, prefix, env), args, log)
         self.mounts.append(m)
