@@ -5,7 +5,8 @@
  * range or choices, and one line of help. Loading walks the table once: environment value if
  * set, else .env value, else default; every bad value is reported, not just the first. No string
  * may hold control characters (they would end up in HTTP headers, URLs or log lines); URLs must
- * be http(s); a secret's value is never echoed in a message.
+ * be http(s). Messages echo a value only for variables that are never secret (DATABASE_URL's
+ * is not echoed: it may hold a password).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -24,8 +25,7 @@
 enum var_type { V_BOOL, V_INT, V_SIZE, V_STR, V_ENUM };
 
 /* struct var.flags */
-#define VF_SECRET	1u	/* never echo the value */
-#define VF_URL		2u	/* http:// or https:// */
+#define VF_URL		1u	/* http:// or https:// */
 
 struct var {
 	const char *name;
@@ -51,7 +51,7 @@ static const struct var vars[] = {
 	{ "S3_ACCESS_KEY_ID", V_STR, F(access_key_id), NULL, 0, 0, NULL,
 	  "access key; first in the credential chain", 0 },
 	{ "S3_SECRET_ACCESS_KEY", V_STR, F(secret_access_key), NULL, 0, 0, NULL,
-	  "secret key paired with S3_ACCESS_KEY_ID (never logged)", VF_SECRET },
+	  "secret key paired with S3_ACCESS_KEY_ID (never logged)", 0 },
 	{ "S3_UPLOAD_ON_COMPLETION", V_BOOL, F(upload_on_completion), "true", 0, 0, NULL,
 	  "true: a job's files wait until the job completes; false: each file uploads on close", 0 },
 	{ "S3_PREFIX", V_STR, F(prefix), "scraper-outputs/", 0, 0, NULL,
@@ -87,9 +87,9 @@ static const struct var vars[] = {
 	{ "AWS_ACCESS_KEY_ID", V_STR, F(aws_access_key_id), NULL, 0, 0, NULL,
 	  "credential chain, second: standard AWS variables", 0 },
 	{ "AWS_SECRET_ACCESS_KEY", V_STR, F(aws_secret_access_key), NULL, 0, 0, NULL,
-	  "secret for AWS_ACCESS_KEY_ID", VF_SECRET },
+	  "secret for AWS_ACCESS_KEY_ID", 0 },
 	{ "AWS_SESSION_TOKEN", V_STR, F(aws_session_token), NULL, 0, 0, NULL,
-	  "session token for temporary credentials", VF_SECRET },
+	  "session token for temporary credentials", 0 },
 	{ "AWS_SHARED_CREDENTIALS_FILE", V_STR, F(aws_shared_credentials_file), NULL, 0, 0, NULL,
 	  "credential chain, third: shared credentials file (default ~/.aws/credentials)", 0 },
 	{ "AWS_PROFILE", V_STR, F(aws_profile), "default", 0, 0, NULL,
@@ -99,7 +99,7 @@ static const struct var vars[] = {
 	{ "AWS_CONTAINER_CREDENTIALS_FULL_URI", V_STR, F(aws_container_full_uri), NULL, 0, 0, NULL,
 	  "ECS/container credentials at a full URL", VF_URL },
 	{ "AWS_CONTAINER_AUTHORIZATION_TOKEN", V_STR, F(aws_container_auth_token), NULL, 0, 0, NULL,
-	  "Authorization header for the container credentials URL", VF_SECRET },
+	  "Authorization header for the container credentials URL", 0 },
 	{ "AWS_EC2_METADATA_SERVICE_ENDPOINT", V_STR, F(aws_imds_endpoint), "http://169.254.169.254", 0, 0, NULL,
 	  "credential chain, last: EC2 instance metadata (IMDSv2)", VF_URL },
 	{ "AWS_EC2_METADATA_DISABLED", V_BOOL, F(aws_imds_disabled), "false", 0, 0, NULL,
@@ -121,7 +121,7 @@ static const struct var vars[] = {
 	{ "S3JOBFS_LOG_LEVEL", V_ENUM, F(log_level), "info", 0, 0, "error|warning|notice|info|debug",
 	  "log threshold (-v sets debug)", 0 },
 	{ "DATABASE_URL", V_STR, F(database_url), NULL, 0, 0, NULL,
-	  "PostgreSQL URI or conninfo for job status; unset: no database", VF_SECRET },
+	  "PostgreSQL URI or conninfo for job status; unset: no database", 0 },
 	{ "S3JOBFS_JOBS_TABLE", V_STR, F(jobs_table), "jobs", 0, 0, NULL,
 	  "the scraper's jobs table (never created or altered by s3jobfs)", 0 },
 	{ "S3JOBFS_PG_POLL_SECONDS", V_INT, F(pg_poll_seconds), "2", 1, 3600, NULL,
@@ -264,7 +264,7 @@ static int set_var(struct cfg *c, const struct var *v, const char *s, const char
 		char *dup;
 
 		for (const char *p = s; *p; p++) {
-			if (iscntrl((unsigned char)*p)) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
 				fprintf(err, "s3jobfs: invalid %s%s: control character 0x%02x at byte %zu "
 					"(newlines, tabs and the like are not allowed)\n",
 					v->name, from, (unsigned)(unsigned char)*p, (size_t)(p - s));
