@@ -15,6 +15,11 @@ Cases:
                 AWS_SESSION_TOKEN does the same; then a mount whose DATABASE_URL points at a
                 closed port (connection errors logged). Outputs searched: daemon logs, ps
                 (args of every s3jobfs process), status, check, the s3jobfs_files ledger.
+  container_credentials (s3rver) credentials from the ECS container endpoint
+                (tests/fake_metadata.py, with a recognisable AWS_CONTAINER_AUTHORIZATION_TOKEN):
+                the secret key and session token it hands out are searched for too; s3rver
+                does not know their key id, so the uploads fail (InvalidAccessKeyId) and the
+                error paths are searched as well.
   failed_upload (Swift, which checks signatures) S3_SECRET_ACCESS_KEY wrong: fsync() fails with
                 EIO, `status --json` lists the failed files with S3's error, `check` fails with
                 SignatureDoesNotMatch; the same outputs searched.
@@ -47,8 +52,9 @@ def database_url(password, port=None):
 class Outputs:
     """Collects (what, text) of every output of a case, then searches them all for MARK."""
 
-    def __init__(self):
+    def __init__(self, marks=(MARK,)):
         self.items = []
+        self.marks = marks
 
     def add(self, what, text):
         if isinstance(text, bytes):
@@ -78,9 +84,10 @@ class Outputs:
     def check(self):
         leaks = []
         for what, text in self.items:
-            i = text.find(MARK)
-            if i >= 0:
-                leaks.append("%s: ...%s..." % (what, text[max(0, i - 60):i + 40].replace("\n", "|")))
+            for mark in self.marks:
+                i = text.find(mark)
+                if i >= 0:
+                    leaks.append("%s: ...%s..." % (what, text[max(0, i - 60):i + 40].replace("\n", "|")))
         ml.check(not leaks, "secrets shown in %d outputs: %s" % (len(leaks), " ;; ".join(leaks)))
         ml.check(len(self.items) >= 5, "only %d outputs searched" % len(self.items))
 
@@ -135,6 +142,44 @@ def uploads(ctx):
     out.check()
 
 
+def expect_failed_fsync(d):
+    try:
+        ml.fsync_path(d)
+    except OSError as e:
+        ml.check(e.errno == errno.EIO, "fsync(): %s, expected EIO" % ml.errname(e))
+        return
+    ml.fail("fsync() of the job directory succeeded with credentials the server refuses")
+
+
+@T.case("container_credentials", servers=("s3rver",), timeout=180)
+def container_credentials(ctx):
+    # the secret key and token fake_metadata.py hands out start with these
+    out = Outputs((MARK, "fakeSecretKey", "fakeSessionToken"))
+    auth = secret("ecsauth")
+    fake = subprocess.Popen([sys.executable, os.path.join(ml.TOP, "tests", "fake_metadata.py"),
+                             "--auth", auth, "--exit-on-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    ctx.defer(lambda: (fake.kill(), fake.wait()))
+    port = int(fake.stdout.readline())
+    env = {"S3_ACCESS_KEY_ID": "", "S3_SECRET_ACCESS_KEY": "", "S3_MAX_RETRIES": "0",
+           "S3JOBFS_TEST_ECS_BASE": "http://127.0.0.1:%d" % port,
+           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/ecs/creds",
+           "AWS_CONTAINER_AUTHORIZATION_TOKEN": auth,
+           "DATABASE_URL": database_url(secret("pgpw"))}
+    m = ctx.mount(env=env)
+    job, d, u = write_job(m, 3)
+    ctx.step("fsync of the job directory (must fail)")
+    expect_failed_fsync(d)
+    st = out.add_mount(m, d, "container credentials")
+    ml.check(b"InvalidAccessKeyId" in st.stdout, "status --json lacks S3's error: %r" % st.stdout[:600])
+    ml.check("credentials  from ECS container credentials" in out.items[-1][1],
+             "check did not get the container credentials: %r" % out.items[-1][1][-600:])
+    m.umount()
+    out.add_log(m, "container credentials")
+    out.add("the database", database_text())
+    out.check()
+
+
 @T.case("failed_upload", servers=("swift",), timeout=180)
 def failed_upload(ctx):
     out = Outputs()
@@ -143,11 +188,7 @@ def failed_upload(ctx):
     m = ctx.mount(env=env)
     job, d, u = write_job(m, 3)
     ctx.step("fsync of the job directory (must fail)")
-    try:
-        ml.fsync_path(d)
-        ml.fail("fsync() of the job directory succeeded with a wrong secret")
-    except OSError as e:
-        ml.check(e.errno == errno.EIO, "fsync(): %s, expected EIO" % ml.errname(e))
+    expect_failed_fsync(d)
     st = out.add_mount(m, d, "wrong secret")
     ml.check(b"SignatureDoesNotMatch" in st.stdout,
              "status --json does not show S3's error: %r" % st.stdout[:600])
