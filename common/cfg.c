@@ -538,9 +538,12 @@ static int check(const struct cfg *c, FILE *err)
 		}
 	}
 	for (size_t i = 0; i < N_VARS; i++) {
-		const char *u = *(char *const *)((const char *)c + vars[i].off);
+		const char *u;
 
-		if (!(vars[i].flags & VF_URL) || !u)
+		if (!(vars[i].flags & VF_URL))
+			continue;	/* only then is the field a string */
+		u = *(char *const *)((const char *)c + vars[i].off);
+		if (!u)
 			continue;
 		if ((strncmp(u, "http://", 7) || !u[7]) && (strncmp(u, "https://", 8) || !u[8])) {
 			fprintf(err, "s3jobfs: invalid %s='%s': expected http://host[:port] or https://...\n",
