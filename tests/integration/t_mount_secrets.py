@@ -151,6 +151,24 @@ def expect_failed_fsync(d):
     ml.fail("fsync() of the job directory succeeded with credentials the server refuses")
 
 
+def failing_upload(ctx, out, env, what, code):
+    """Mount with env and write a job whose upload fails with S3's error code; collect ps,
+    status --json (which must show code), check, then the log (which must too) and the
+    database into out. Returns check's output."""
+    m = ctx.mount(env=env)
+    job, d, u = write_job(m, 3)
+    ctx.step("fsync of the job directory (must fail)")
+    expect_failed_fsync(d)
+    st = out.add_mount(m, d, what)
+    ml.check(code.encode() in st.stdout, "status --json lacks S3's error %s: %r" % (code, st.stdout[:600]))
+    chk = out.items[-1][1]
+    m.umount()
+    out.add_log(m, what)
+    ml.check(code in out.items[-1][1], "the log does not show the failed upload (%s)" % code)
+    out.add("the database", database_text())
+    return chk
+
+
 @T.case("container_credentials", servers=("s3rver",), timeout=180)
 def container_credentials(ctx):
     # the secret key and token fake_metadata.py hands out start with these
@@ -166,17 +184,9 @@ def container_credentials(ctx):
            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/ecs/creds",
            "AWS_CONTAINER_AUTHORIZATION_TOKEN": auth,
            "DATABASE_URL": database_url(secret("pgpw"))}
-    m = ctx.mount(env=env)
-    job, d, u = write_job(m, 3)
-    ctx.step("fsync of the job directory (must fail)")
-    expect_failed_fsync(d)
-    st = out.add_mount(m, d, "container credentials")
-    ml.check(b"InvalidAccessKeyId" in st.stdout, "status --json lacks S3's error: %r" % st.stdout[:600])
-    ml.check("credentials  from ECS container credentials" in out.items[-1][1],
-             "check did not get the container credentials: %r" % out.items[-1][1][-600:])
-    m.umount()
-    out.add_log(m, "container credentials")
-    out.add("the database", database_text())
+    chk = failing_upload(ctx, out, env, "container credentials", "InvalidAccessKeyId")
+    ml.check("credentials  from ECS container credentials" in chk,
+             "check did not get the container credentials: %r" % chk[-600:])
     out.check()
 
 
@@ -185,20 +195,9 @@ def failed_upload(ctx):
     out = Outputs()
     env = {"S3_SECRET_ACCESS_KEY": secret("wrong"), "S3_MAX_RETRIES": "0",
            "DATABASE_URL": database_url(secret("pgpw"))}
-    m = ctx.mount(env=env)
-    job, d, u = write_job(m, 3)
-    ctx.step("fsync of the job directory (must fail)")
-    expect_failed_fsync(d)
-    st = out.add_mount(m, d, "wrong secret")
-    ml.check(b"SignatureDoesNotMatch" in st.stdout,
-             "status --json does not show S3's error: %r" % st.stdout[:600])
-    chk = out.items[-1][1]
+    chk = failing_upload(ctx, out, env, "wrong secret", "SignatureDoesNotMatch")
     ml.check("SignatureDoesNotMatch" in chk and "S3_SECRET_ACCESS_KEY" in chk,
              "check does not explain the wrong secret: %r" % chk[-400:])
-    m.umount()
-    out.add_log(m, "wrong secret")
-    ml.check("SignatureDoesNotMatch" in out.items[-1][1], "the log does not show the failed upload")
-    out.add("the database", database_text())
     out.check()
 
 
