@@ -3,7 +3,8 @@
  * The input is a .env file's text (with its length, not NUL-terminated). Every key handed to
  * the callback must look like a variable name and every value must be a string no longer than
  * the input; a failure must name a line that exists. The input as a string also goes through
- * cfg_parse_size, whose result must not overflow.
+ * cfg_parse_size, and, written as a double-quoted value (backslash and quote escaped), must
+ * parse back to itself: whatever a value holds (#, quotes, newlines), quoting carries it.
  */
 #include <errno.h>
 #include <ctype.h>
@@ -31,6 +32,43 @@ static int on_kv(void *ctx, const char *key, const char *value)
 	return 0;
 }
 
+struct one {
+	const char *want;
+	int calls;
+};
+
+static int expect_value(void *ctx, const char *key, const char *value)
+{
+	struct one *o = ctx;
+
+	FUZZ_ASSERT(strcmp(key, "KEY") == 0);
+	FUZZ_ASSERT(strcmp(value, o->want) == 0);
+	o->calls++;
+	return 0;
+}
+
+/* KEY="<s with backslash and quote escaped>" parses back to s. */
+static void round_trip(const char *s)
+{
+	size_t n = strlen(s), o;
+	char *line = malloc(2 * n + 8);
+	struct one one = { s, 0 };
+	int bad = 0;
+
+	FUZZ_ASSERT(line);
+	memcpy(line, "KEY=\"", 5);
+	o = 5;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' || s[i] == '"')
+			line[o++] = '\\';
+		line[o++] = s[i];
+	}
+	line[o++] = '"';
+	FUZZ_ASSERT(cfg_parse_env_text(line, o, expect_value, &one, &bad) == 0);
+	FUZZ_ASSERT(one.calls == 1);
+	free(line);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -51,6 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	str = fuzz_strndup(data, size);
 	if (cfg_parse_size(str, &bytes) == 0)
 		FUZZ_ASSERT(isdigit((unsigned char)str[strspn(str, " \t\n\v\f\r")]));
+	round_trip(str);
 	free(str);
 	return 0;
 }
