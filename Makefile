@@ -1,11 +1,14 @@
 # Makefile for s3jobfs - hand-written, pkg-config for every library.
 #
 #   make            build ./s3jobfs
-#   make test       the whole suite: unit tests, unit tests under ASan+UBSan, integration tests
+#   make test       the whole suite: unit tests, unit tests under ASan+UBSan and under valgrind,
+#                   integration tests
 #                   against local S3 servers and a throwaway PostgreSQL (what .ci/run calls)
 #   make unit       unit tests only;  make integration   integration tests only
 #   make SANITIZE=address,undefined   a sanitizer build (objects go to build-san/)
 #   make lint       banned calls, cppcheck
+#   make fuzz       build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (default 60)
+#   make valgrind   every unit test binary under valgrind (leaks and memory errors fail it)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 CC      ?= cc
@@ -38,7 +41,8 @@ ITEST_SRCS := $(wildcard tests/integration/t_*.c)
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 LIBA      := $(BUILD)/libs3jobfs.a
 
-.PHONY: all test test-run unit unit-bins integration integration-bins unit-san clean install lint deps demo man
+.PHONY: all test test-run unit unit-bins integration integration-bins unit-san clean install lint deps demo \
+	man fuzz fuzz-bins valgrind
 all: s3jobfs
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h */*_i.h)
@@ -74,6 +78,10 @@ integration-bins: $(ITEST_BINS) $(BUILD)/s3jobfs s3jobfs
 unit: $(UNIT_BINS)
 	@tests/run.sh $(UNIT_BINS)
 
+# Every unit test binary under valgrind (-q: only errors print; --error-exitcode fails the test).
+valgrind: $(UNIT_BINS)
+	@tests/run.sh $(UNIT_BINS:%=valgrind:%)
+
 unit-san:
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-bins
 	@tests/run.sh $(UNIT_SRCS:tests/unit/%.c=build-san/tests/%)
@@ -89,7 +97,7 @@ test:
 test-run: $(UNIT_BINS) $(ITEST_BINS) s3jobfs
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit-bins >/dev/null
 	@tests/with-env.sh -- tests/run.sh $(UNIT_BINS) \
-		$(UNIT_SRCS:tests/unit/%.c=build-san/tests/%) \
+		$(UNIT_SRCS:tests/unit/%.c=build-san/tests/%) $(UNIT_BINS:%=valgrind:%) \
 		$(ITEST_BINS) $(sort $(wildcard tests/integration/t_*.sh tests/integration/t_*.py))
 
 deps:
@@ -106,6 +114,36 @@ lint:
 		{ echo "lint: banned calls above (see STYLE)"; false; }
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
 		--suppress=missingIncludeSystem --suppress=unknownMacro -Iinclude common s3 cache meta fs cli
+
+# Fuzzing (not part of `make test`): the library is rebuilt with clang into build-fuzz/ with
+# coverage instrumentation; each fuzz/fuzz_X.c links with libFuzzer and starts from
+# fuzz/corpus/X/ (new inputs go to build-fuzz/corpus/X/, crashes to build-fuzz/crash/X/), with
+# the dictionary fuzz/X.dict when there is one.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
+
+fuzz-bins:
+	@command -v clang >/dev/null || { echo "fuzz: needs clang (apt-get install clang)"; false; }
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz OPT=-O1 \
+		SANFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_FLAGS)" $(FUZZ_BINS)
+
+build-fuzz/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Is3 -Ifuzz -fsanitize=fuzzer -o $@ $< $(LIBA) $(LIBS)
+
+fuzz: fuzz-bins
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build-fuzz/corpus/$$t build-fuzz/crash/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+		build-fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
+			-artifact_prefix=build-fuzz/crash/$$t/ build-fuzz/corpus/$$t fuzz/corpus/$$t \
+			2>build-fuzz/$$t.log || { tail -n 60 build-fuzz/$$t.log; exit 1; }; \
+		grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^Done' build-fuzz/$$t.log; \
+	done
+
 
 # the mount(8) helper (mount -t fuse.s3jobfs, fstab), the man page and the systemd unit too
 SBINDIR ?= /sbin
@@ -127,4 +165,4 @@ man: s3jobfs
 	scripts/gen-man.sh ./s3jobfs > docs/s3jobfs.1
 
 clean:
-	rm -rf build build-san s3jobfs
+	rm -rf build build-san build-fuzz s3jobfs

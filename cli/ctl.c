@@ -212,8 +212,13 @@ char *ctl_request(const char *cache_dir, const char *request_json, int timeout_s
 		return NULL;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto fail;
-	if (write(fd, request_json, strlen(request_json)) < 0 || write(fd, "\n", 1) < 0)
+	/* MSG_NOSIGNAL: a daemon that hangs up (it refuses another uid) must not kill us */
+	if (send(fd, request_json, strlen(request_json), MSG_NOSIGNAL) < 0 ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
+		if (errno == EPIPE || errno == ECONNRESET)
+			errno = EACCES;
 		goto fail;
+	}
 	for (;;) {
 		struct pollfd p = { fd, POLLIN, 0 };
 		ssize_t r;
@@ -230,15 +235,19 @@ char *ctl_request(const char *cache_dir, const char *request_json, int timeout_s
 			buf = nb;
 		}
 		r = read(fd, buf + n, cap - n - 1);
-		if (r < 0)
+		if (r < 0) {
+			if (errno == ECONNRESET && n == 0)
+				errno = EACCES;
 			goto fail;
+		}
 		if (r == 0)
 			break;
 		n += (size_t)r;
 	}
 	close(fd);
-	if (!buf) {
-		errno = EPIPE;
+	if (!n) {		/* hung up without an answer: the daemon refused us */
+		free(buf);
+		errno = EACCES;
 		return NULL;
 	}
 	buf[n] = '\0';

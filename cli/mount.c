@@ -405,6 +405,7 @@ int cli_mount(int argc, char **argv)
 	fctx.cache = d.cache;
 	fctx.on_init = on_init;
 	fctx.on_init_arg = &d;
+	fctx.key_prefix_len = cfg.prefix ? strlen(cfg.prefix) : 0;
 	d.fuse = fuse_new(&args, fs_operations(), sizeof(struct fuse_operations), &fctx);
 	if (!d.fuse) {
 		fprintf(stderr, "s3jobfs: bad FUSE options '%s'\n", fuse_opts ? fuse_opts : "");

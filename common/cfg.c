@@ -3,7 +3,10 @@
  * Each variable is a row of `vars[]`: its name, type, where it lands in struct cfg, the default
  * (as text, parsed by the same code as user input so defaults are checked too), the allowed
  * range or choices, and one line of help. Loading walks the table once: environment value if
- * set, else .env value, else default; every bad value is reported, not just the first.
+ * set, else .env value, else default; every bad value is reported, not just the first. No string
+ * may hold control characters (they would end up in HTTP headers, URLs or log lines); URLs must
+ * be http(s). Messages echo a value only for variables that are never secret (DATABASE_URL's
+ * is not echoed: it may hold a password).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -15,9 +18,14 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "cfg.h"
 
 enum var_type { V_BOOL, V_INT, V_SIZE, V_STR, V_ENUM };
+
+/* struct var.flags */
+#define VF_URL		1u	/* http:// or https:// */
 
 struct var {
 	const char *name;
@@ -27,6 +35,7 @@ struct var {
 	long long min, max;	/* V_INT, V_SIZE */
 	const char *choices;	/* V_ENUM: "a|b|c" */
 	const char *help;
+	unsigned flags;		/* VF_* */
 };
 
 #define F(field) offsetof(struct cfg, field)
@@ -34,91 +43,91 @@ struct var {
 
 static const struct var vars[] = {
 	{ "S3_ENABLED", V_BOOL, F(s3_enabled), "false", 0, 0, NULL,
-	  "upload to S3 at all; false keeps every file in the local cache only" },
+	  "upload to S3 at all; false keeps every file in the local cache only", 0 },
 	{ "S3_BUCKET_NAME", V_STR, F(bucket), NULL, 0, 0, NULL,
-	  "bucket to upload to (required when S3_ENABLED=true)" },
+	  "bucket to upload to (required when S3_ENABLED=true)", 0 },
 	{ "S3_REGION", V_STR, F(region), "ap-southeast-2", 0, 0, NULL,
-	  "the bucket's AWS region (signing and the regional endpoint)" },
+	  "the bucket's AWS region (signing and the regional endpoint)", 0 },
 	{ "S3_ACCESS_KEY_ID", V_STR, F(access_key_id), NULL, 0, 0, NULL,
-	  "access key; first in the credential chain" },
+	  "access key; first in the credential chain", 0 },
 	{ "S3_SECRET_ACCESS_KEY", V_STR, F(secret_access_key), NULL, 0, 0, NULL,
-	  "secret key paired with S3_ACCESS_KEY_ID (never logged)" },
+	  "secret key paired with S3_ACCESS_KEY_ID (never logged)", 0 },
 	{ "S3_UPLOAD_ON_COMPLETION", V_BOOL, F(upload_on_completion), "true", 0, 0, NULL,
-	  "true: a job's files wait until the job completes; false: each file uploads on close" },
+	  "true: a job's files wait until the job completes; false: each file uploads on close", 0 },
 	{ "S3_PREFIX", V_STR, F(prefix), "scraper-outputs/", 0, 0, NULL,
-	  "key prefix; object key = prefix + job folder + relative path" },
+	  "key prefix; object key = prefix + job folder + relative path", 0 },
 	{ "S3_UPLOAD_TIMEOUT", V_INT, F(upload_timeout), "300", 1, 86400, NULL,
-	  "seconds one object's upload may take, retries included" },
+	  "seconds one object's upload may take, retries included", 0 },
 	{ "S3_MAX_RETRIES", V_INT, F(max_retries), "3", 0, 100, NULL,
-	  "retries of a failed request (5xx, throttling, timeouts, resets); never other 4xx" },
+	  "retries of a failed request (5xx, throttling, timeouts, resets); never other 4xx", 0 },
 	{ "S3_ENDPOINT", V_STR, F(endpoint), NULL, 0, 0, NULL,
-	  "S3-compatible endpoint URL (http://host:port); unset: AWS regional endpoint" },
+	  "S3-compatible endpoint URL (http://host:port); unset: AWS regional endpoint", VF_URL },
 	{ "S3_FORCE_PATH_STYLE", V_BOOL, F(force_path_style), "false", 0, 0, NULL,
-	  "path-style URLs (endpoint/bucket/key) instead of virtual-hosted (bucket.endpoint/key)" },
+	  "path-style URLs (endpoint/bucket/key) instead of virtual-hosted (bucket.endpoint/key)", 0 },
 	{ "S3_CA_BUNDLE", V_STR, F(ca_bundle), NULL, 0, 0, NULL,
-	  "CA certificate bundle for TLS verification (default: the system's)" },
+	  "CA certificate bundle for TLS verification (default: the system's)", 0 },
 	{ "S3_CONNECT_TIMEOUT", V_INT, F(connect_timeout), "10", 1, 600, NULL,
-	  "seconds to wait for a TCP/TLS connection" },
+	  "seconds to wait for a TCP/TLS connection", 0 },
 	{ "S3_MULTIPART_THRESHOLD", V_SIZE, F(multipart_threshold), "25MiB", 5 * MiB, 5LL * 1024 * 1024 * MiB, NULL,
-	  "files this size or larger use multipart upload" },
+	  "files this size or larger use multipart upload", 0 },
 	{ "S3_MULTIPART_PART_SIZE", V_SIZE, F(part_size), "8MiB", 5 * MiB, 5LL * 1024 * MiB, NULL,
-	  "multipart part size (grown automatically to stay under 10,000 parts)" },
+	  "multipart part size (grown automatically to stay under 10,000 parts)", 0 },
 	{ "S3_STORAGE_CLASS", V_STR, F(storage_class), NULL, 0, 0, NULL,
-	  "x-amz-storage-class for new objects (e.g. STANDARD_IA); unset: not sent" },
+	  "x-amz-storage-class for new objects (e.g. STANDARD_IA); unset: not sent", 0 },
 	{ "S3_SSE", V_ENUM, F(sse), NULL, 0, 0, "AES256|aws:kms",
-	  "server-side encryption; unset: not sent" },
+	  "server-side encryption; unset: not sent", 0 },
 	{ "S3_SSE_KMS_KEY_ID", V_STR, F(sse_kms_key_id), NULL, 0, 0, NULL,
-	  "KMS key id with S3_SSE=aws:kms" },
+	  "KMS key id with S3_SSE=aws:kms", 0 },
 	{ "S3_TAGGING", V_STR, F(tagging), NULL, 0, 0, NULL,
-	  "object tags as k=v&k2=v2 (x-amz-tagging); unset: not sent" },
+	  "object tags as k=v&k2=v2 (x-amz-tagging); unset: not sent", 0 },
 	{ "S3_CHECKSUM", V_ENUM, F(checksum), "none", 0, 0, "none|md5|sha256",
-	  "payload checksum header: Content-MD5 or x-amz-checksum-sha256" },
+	  "payload checksum header: Content-MD5 or x-amz-checksum-sha256", 0 },
 	{ "S3_CONTENT_ENCODING", V_STR, F(content_encoding), NULL, 0, 0, NULL,
-	  "Content-Encoding sent with every object; unset: not sent" },
+	  "Content-Encoding sent with every object; unset: not sent", 0 },
 	{ "AWS_ACCESS_KEY_ID", V_STR, F(aws_access_key_id), NULL, 0, 0, NULL,
-	  "credential chain, second: standard AWS variables" },
+	  "credential chain, second: standard AWS variables", 0 },
 	{ "AWS_SECRET_ACCESS_KEY", V_STR, F(aws_secret_access_key), NULL, 0, 0, NULL,
-	  "secret for AWS_ACCESS_KEY_ID" },
+	  "secret for AWS_ACCESS_KEY_ID", 0 },
 	{ "AWS_SESSION_TOKEN", V_STR, F(aws_session_token), NULL, 0, 0, NULL,
-	  "session token for temporary credentials" },
+	  "session token for temporary credentials", 0 },
 	{ "AWS_SHARED_CREDENTIALS_FILE", V_STR, F(aws_shared_credentials_file), NULL, 0, 0, NULL,
-	  "credential chain, third: shared credentials file (default ~/.aws/credentials)" },
+	  "credential chain, third: shared credentials file (default ~/.aws/credentials)", 0 },
 	{ "AWS_PROFILE", V_STR, F(aws_profile), "default", 0, 0, NULL,
-	  "profile in the shared credentials file" },
+	  "profile in the shared credentials file", 0 },
 	{ "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", V_STR, F(aws_container_relative_uri), NULL, 0, 0, NULL,
-	  "credential chain, fourth: ECS task role (path on 169.254.170.2)" },
+	  "credential chain, fourth: ECS task role (path on 169.254.170.2)", 0 },
 	{ "AWS_CONTAINER_CREDENTIALS_FULL_URI", V_STR, F(aws_container_full_uri), NULL, 0, 0, NULL,
-	  "ECS/container credentials at a full URL" },
+	  "ECS/container credentials at a full URL", VF_URL },
 	{ "AWS_CONTAINER_AUTHORIZATION_TOKEN", V_STR, F(aws_container_auth_token), NULL, 0, 0, NULL,
-	  "Authorization header for the container credentials URL" },
+	  "Authorization header for the container credentials URL", 0 },
 	{ "AWS_EC2_METADATA_SERVICE_ENDPOINT", V_STR, F(aws_imds_endpoint), "http://169.254.169.254", 0, 0, NULL,
-	  "credential chain, last: EC2 instance metadata (IMDSv2)" },
+	  "credential chain, last: EC2 instance metadata (IMDSv2)", VF_URL },
 	{ "AWS_EC2_METADATA_DISABLED", V_BOOL, F(aws_imds_disabled), "false", 0, 0, NULL,
-	  "never ask the EC2 instance metadata service" },
+	  "never ask the EC2 instance metadata service", 0 },
 	{ "S3JOBFS_TEST_ECS_BASE", V_STR, F(ecs_base), "http://169.254.170.2", 0, 0, NULL,
-	  "tests only: base URL for AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" },
+	  "tests only: base URL for AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", VF_URL },
 	{ "S3JOBFS_CACHE_DIR", V_STR, F(cache_dir), "/var/cache/s3jobfs", 0, 0, NULL,
-	  "write-back cache directory (mode 0700); --cache-dir overrides" },
+	  "write-back cache directory (mode 0700); --cache-dir overrides", 0 },
 	{ "S3JOBFS_UPLOAD_CONCURRENCY", V_INT, F(upload_concurrency), "16", 1, 256, NULL,
-	  "parallel upload workers" },
+	  "parallel upload workers", 0 },
 	{ "S3JOBFS_IDLE_COMPLETE_SECONDS", V_INT, F(idle_complete_seconds), "0", 0, 86400 * 7, NULL,
-	  "a job with no writes for this long counts as complete (0: off)" },
+	  "a job with no writes for this long counts as complete (0: off)", 0 },
 	{ "S3JOBFS_SETTLE_MS", V_INT, F(settle_ms), "500", 0, 600000, NULL,
-	  "delay after the last close before a file is queued (upload-on-close mode)" },
+	  "delay after the last close before a file is queued (upload-on-close mode)", 0 },
 	{ "S3JOBFS_DRAIN_TIMEOUT", V_INT, F(drain_timeout), "20", 0, 86400, NULL,
-	  "seconds SIGTERM/umount waits for queued uploads before unmounting" },
+	  "seconds SIGTERM/umount waits for queued uploads before unmounting", 0 },
 	{ "S3JOBFS_CACHE_MAX_SIZE", V_SIZE, F(cache_max_size), "0", 0, LLONG_MAX, NULL,
-	  "evict clean files above this size (0: 90% of the cache filesystem)" },
+	  "evict clean files above this size (0: 90% of the cache filesystem)", 0 },
 	{ "S3JOBFS_LOG_LEVEL", V_ENUM, F(log_level), "info", 0, 0, "error|warning|notice|info|debug",
-	  "log threshold (-v sets debug)" },
+	  "log threshold (-v sets debug)", 0 },
 	{ "DATABASE_URL", V_STR, F(database_url), NULL, 0, 0, NULL,
-	  "PostgreSQL URI or conninfo for job status; unset: no database" },
+	  "PostgreSQL URI or conninfo for job status; unset: no database", 0 },
 	{ "S3JOBFS_JOBS_TABLE", V_STR, F(jobs_table), "jobs", 0, 0, NULL,
-	  "the scraper's jobs table (never created or altered by s3jobfs)" },
+	  "the scraper's jobs table (never created or altered by s3jobfs)", 0 },
 	{ "S3JOBFS_PG_POLL_SECONDS", V_INT, F(pg_poll_seconds), "2", 1, 3600, NULL,
-	  "how often to poll the jobs table for completed jobs" },
+	  "how often to poll the jobs table for completed jobs", 0 },
 	{ "S3JOBFS_TERMINAL_STATUSES", V_STR, F(terminal_statuses), "completed,failed,cancelled", 0, 0, NULL,
-	  "jobs.status values that mean the job is complete" },
+	  "jobs.status values that mean the job is complete", 0 },
 };
 
 #define N_VARS (sizeof(vars) / sizeof(vars[0]))
@@ -252,8 +261,17 @@ static int set_var(struct cfg *c, const struct var *v, const char *s, const char
 		/* fall through */
 	case V_STR: {
 		char **sp = (char **)base;
-		char *dup = strdup(s);
+		char *dup;
 
+		for (const char *p = s; *p; p++) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+				fprintf(err, "s3jobfs: invalid %s%s: control character 0x%02x at byte %zu "
+					"(newlines, tabs and the like are not allowed)\n",
+					v->name, from, (unsigned)(unsigned char)*p, (size_t)(p - s));
+				return -EINVAL;
+			}
+		}
+		dup = strdup(s);
 		if (!dup)
 			return -ENOMEM;
 		free(*sp);
@@ -463,6 +481,41 @@ static void normalise(struct cfg *c)
 	}
 }
 
+/* S3_TAGGING: "k=v&k2=v2", URL-encoded: every pair has a key, no spaces. */
+static bool tagging_ok(const char *t)
+{
+	if (!*t || strchr(t, ' '))
+		return false;
+	for (const char *p = t; *p;) {
+		size_t n = strcspn(p, "&");
+
+		if (n == 0 || *p == '=')
+			return false;	/* empty pair or empty key */
+		p += n;
+		if (*p == '&' && !*++p)
+			return false;	/* trailing '&' */
+	}
+	return true;
+}
+
+/* S3JOBFS_JOBS_TABLE: "table" or "schema.table", neither part empty. */
+static bool table_ok(const char *t)
+{
+	const char *dot = strchr(t, '.');
+
+	return *t && *t != '.' && (!dot || (dot[1] && !strchr(dot + 1, '.')));
+}
+
+static bool database_url_ok(const char *url)
+{
+	char *perr = NULL;
+	PQconninfoOption *o = PQconninfoParse(url, &perr);
+
+	PQfreemem(perr);
+	PQconninfoFree(o);
+	return o != NULL;
+}
+
 static int check(const struct cfg *c, FILE *err)
 {
 	int r = 0;
@@ -484,9 +537,39 @@ static int check(const struct cfg *c, FILE *err)
 			r = -EINVAL;
 		}
 	}
-	if (c->endpoint && strncmp(c->endpoint, "http://", 7) && strncmp(c->endpoint, "https://", 8)) {
-		fprintf(err, "s3jobfs: invalid S3_ENDPOINT='%s': expected http://host[:port] or https://...\n",
-			c->endpoint);
+	for (size_t i = 0; i < N_VARS; i++) {
+		const char *u;
+
+		if (!(vars[i].flags & VF_URL))
+			continue;	/* only then is the field a string */
+		u = *(char *const *)((const char *)c + vars[i].off);
+		if (!u)
+			continue;
+		if ((strncmp(u, "http://", 7) || !u[7]) && (strncmp(u, "https://", 8) || !u[8])) {
+			fprintf(err, "s3jobfs: invalid %s='%s': expected http://host[:port] or https://...\n",
+				vars[i].name, u);
+			r = -EINVAL;
+		}
+	}
+	if (c->aws_container_relative_uri && *c->aws_container_relative_uri != '/') {
+		fprintf(err, "s3jobfs: invalid AWS_CONTAINER_CREDENTIALS_RELATIVE_URI='%s': expected a path "
+			"starting with '/'\n", c->aws_container_relative_uri);
+		r = -EINVAL;
+	}
+	if (c->tagging && !tagging_ok(c->tagging)) {
+		fprintf(err, "s3jobfs: invalid S3_TAGGING='%s': expected key=value pairs joined by '&', "
+			"URL-encoded (e.g. team=data&env=prod)\n", c->tagging);
+		r = -EINVAL;
+	}
+	if (c->jobs_table && !table_ok(c->jobs_table)) {
+		fprintf(err, "s3jobfs: invalid S3JOBFS_JOBS_TABLE='%s': expected a table name or "
+			"schema.table\n", c->jobs_table);
+		r = -EINVAL;
+	}
+	if (c->database_url && !database_url_ok(c->database_url)) {
+		/* libpq's own message may quote the password: not shown */
+		fprintf(err, "s3jobfs: invalid DATABASE_URL: libpq cannot parse it; expected "
+			"postgresql://user:password@host:port/dbname or 'host=... dbname=...'\n");
 		r = -EINVAL;
 	}
 	if (c->region && (!*c->region || strspn(c->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->region))) {

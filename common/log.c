@@ -2,7 +2,8 @@
  *
  * The level and sink are set once by log_init() before any thread starts and only read
  * afterwards. Each line is formatted into a stack buffer and emitted with a single write, so
- * lines from concurrent threads never interleave.
+ * lines from concurrent threads never interleave, and any control character in the key=value
+ * part is written as \xNN, so a name holding a newline cannot forge or split a line.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -89,14 +90,23 @@ void log_msg(int level, const char *msg, const char *kv_fmt, ...)
 	if (r > 0)
 		n += (size_t)r;
 	if (kv_fmt && n < sizeof(line) - 2) {
+		char kv[sizeof(line)];
 		va_list ap;
 
 		line[n++] = ' ';
 		va_start(ap, kv_fmt);
-		r = vsnprintf(line + n, sizeof(line) - n, kv_fmt, ap);
+		r = vsnprintf(kv, sizeof(kv), kv_fmt, ap);
 		va_end(ap);
-		if (r > 0)
-			n += (size_t)r;
+		/* a value not passed through log_quote() (a path holding a newline) must not
+		 * break the line: control characters become \xNN here too */
+		for (const char *p = kv; r > 0 && *p && n < sizeof(line) - 2; p++) {
+			unsigned char c = (unsigned char)*p;
+
+			if (c < 0x20 || c == 0x7f)
+				n += (size_t)snprintf(line + n, sizeof(line) - n, "\\x%02x", c);
+			else
+				line[n++] = (char)c;
+		}
 	}
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;

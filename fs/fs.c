@@ -32,6 +32,12 @@ static const char *rel(const char *path)
 	return path;
 }
 
+/* 0, or -ENAMETOOLONG when the key of rel (S3_PREFIX + rel) would not fit in an S3 key. */
+static int key_fits(const char *rel)
+{
+	return ctx()->key_prefix_len + strlen(rel) > FS_KEY_MAX ? -ENAMETOOLONG : 0;
+}
+
 static struct cache_handle *H(const struct fuse_file_info *fi)
 {
 	return fi ? (struct cache_handle *)(uintptr_t)fi->fh : NULL;
@@ -101,7 +107,10 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	struct cache_handle *h;
-	int rc = cache_open_handle(C(), rel(path), fi->flags | O_CREAT, mode, &h);
+	int rc = key_fits(rel(path));
+
+	if (!rc)
+		rc = cache_open_handle(C(), rel(path), fi->flags | O_CREAT, mode, &h);
 
 	if (rc)
 		return rc;
@@ -171,7 +180,9 @@ static int fs_unlink(const char *path)
 
 static int fs_mkdir(const char *path, mode_t mode)
 {
-	return cache_mkdir(C(), rel(path), mode);
+	int rc = key_fits(rel(path));
+
+	return rc ? rc : cache_mkdir(C(), rel(path), mode);
 }
 
 static int fs_rmdir(const char *path)
@@ -181,12 +192,16 @@ static int fs_rmdir(const char *path)
 
 static int fs_rename(const char *from, const char *to, unsigned int flags)
 {
-	return cache_rename(C(), rel(from), rel(to), flags);
+	int rc = key_fits(rel(to));
+
+	return rc ? rc : cache_rename(C(), rel(from), rel(to), flags);
 }
 
 static int fs_symlink(const char *target, const char *path)
 {
-	return cache_symlink(C(), target, rel(path));
+	int rc = key_fits(rel(path));
+
+	return rc ? rc : cache_symlink(C(), target, rel(path));
 }
 
 static int fs_readlink(const char *path, char *buf, size_t size)

@@ -18,7 +18,9 @@ int ctl_server_start(struct cache *cache, const char *cache_dir, ctl_shutdown_fn
 void ctl_server_stop(void);
 
 /* Send one request to the daemon of cache_dir and return its answer line (caller frees), or
- * NULL with errno set (ECONNREFUSED/ENOENT: no daemon). Blocks up to timeout_s seconds. */
+ * NULL with errno set (ECONNREFUSED/ENOENT: no daemon; EACCES: the daemon hung up without an
+ * answer, as it does to a caller of another uid). Never raises SIGPIPE. Blocks up to
+ * timeout_s seconds. */
 char *ctl_request(const char *cache_dir, const char *request_json, int timeout_s);
 
 #endif

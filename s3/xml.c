@@ -674,13 +674,52 @@ out:
 
 /* ---- requests ---- */
 
+/* s is well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
+ * U+10FFFF. xmlCheckUTF8() lets overlong forms such as C0 A9 through, which libxml2's own
+ * parser (and S3's) then refuses. */
+static bool utf8_valid(const unsigned char *s)
+{
+	while (*s) {
+		unsigned char c = *s, lo = 0x80, hi = 0xBF;
+		int more;
+
+		if (c < 0x80) {
+			s++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			more = 1;
+		else if (c >= 0xE0 && c <= 0xEF)
+			more = 2;
+		else if (c >= 0xF0 && c <= 0xF4)
+			more = 3;
+		else
+			return false;
+		if (c == 0xE0)
+			lo = 0xA0;	/* overlong */
+		else if (c == 0xED)
+			hi = 0x9F;	/* surrogates */
+		else if (c == 0xF0)
+			lo = 0x90;	/* overlong */
+		else if (c == 0xF4)
+			hi = 0x8F;	/* past U+10FFFF */
+		if (s[1] < lo || s[1] > hi)
+			return false;
+		for (int i = 2; i <= more; i++)
+			if (s[i] < 0x80 || s[i] > 0xBF)
+				return false;
+		s += more + 1;
+	}
+	return true;
+}
+
 /* Write s into f XML-escaped for element content: & < > " ' as entities, CR as &#13; (a
  * parser would turn a raw CR into LF). -EINVAL when s cannot be carried by XML 1.0 at all:
  * invalid UTF-8, a control character below 0x20 other than tab, LF and CR (XML 1.0 has no
  * way to write them, not even as &#N;), or the non-characters U+FFFE and U+FFFF. */
 static int put_escaped(FILE *f, const char *s)
 {
-	if (!s || !xmlCheckUTF8((const unsigned char *)s))
+	if (!s || !utf8_valid((const unsigned char *)s))
 		return -EINVAL;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		switch (*p) {

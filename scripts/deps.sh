@@ -14,7 +14,7 @@ pkgs=(
   # test: PostgreSQL, OpenStack Swift with s3api, s3rver (node), tools the tests drive
   postgresql postgresql-client
   swift swift-proxy swift-account swift-container swift-object
-  python3 curl rsync tar procps psmisc util-linux e2fsprogs attr
+  python3 curl rsync tar procps psmisc util-linux e2fsprogs attr valgrind
 )
 # Node.js may come from another source already (it ships its own npm, which conflicts with
 # Debian's npm package): only ask Debian for it when there is no node/npm at all.

@@ -2,6 +2,8 @@
 # run.sh - run test programs, show their PASS/FAIL/SKIP lines, end with "N passed, N failed".
 #
 # usage: tests/run.sh TEST...   (executables or scripts; each prints "PASS: name" lines)
+# A TEST written valgrind:PATH runs PATH under valgrind (memory errors and leaks fail it; its
+# lines are tagged valgrind/), as build-san/ binaries are tagged asan/.
 # A test that exits non-zero without printing a FAIL line counts as one failure, and so does
 # one that runs longer than T_TIMEOUT seconds (default 900). Full output of each test goes to
 # $T_LOGDIR (default build/test-logs); a failing test's output is shown.
@@ -12,13 +14,20 @@ mkdir -p "$logdir"
 pass=0 fail=0 skip=0
 failed_names=()
 
+VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full
+	--errors-for-leak-kinds=definite,indirect,possible)
+
 for t in "$@"; do
-	name=$(basename "$t")
 	tag=""
-	case "$t" in build-san/*|*/build-san/*) tag="asan/" ;; esac
+	cmd=()
+	case "$t" in
+	build-san/*|*/build-san/*) tag="asan/" ;;
+	valgrind:*) t=${t#valgrind:}; tag="valgrind/"; cmd=("${VALGRIND[@]}") ;;
+	esac
+	name=$(basename "$t")
 	log="$logdir/${tag%/}${tag:+-}$name.log"
 	start=$(date +%s)
-	timeout -k 10 "${T_TIMEOUT:-900}" "$t" >"$log" 2>&1 </dev/null
+	timeout -k 10 "${T_TIMEOUT:-900}" "${cmd[@]}" "$t" >"$log" 2>&1 </dev/null
 	rc=$?
 	secs=$(( $(date +%s) - start ))
 	p=$(grep -c '^PASS: ' "$log")

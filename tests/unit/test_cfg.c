@@ -109,7 +109,10 @@ static int load_with(const char *const *env, const char *file_text, struct cfg *
 		"S3_ENABLED", "S3_BUCKET_NAME", "S3_REGION", "S3_ACCESS_KEY_ID",
 		"S3_SECRET_ACCESS_KEY", "S3_UPLOAD_ON_COMPLETION", "S3_PREFIX", "S3_UPLOAD_TIMEOUT",
 		"S3_MAX_RETRIES", "S3_ENDPOINT", "S3_MULTIPART_THRESHOLD", "S3_SSE",
-		"S3JOBFS_UPLOAD_CONCURRENCY", "S3_FORCE_PATH_STYLE",
+		"S3JOBFS_UPLOAD_CONCURRENCY", "S3_FORCE_PATH_STYLE", "S3_STORAGE_CLASS",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "S3JOBFS_TEST_ECS_BASE", "S3_TAGGING",
+		"S3JOBFS_JOBS_TABLE", "DATABASE_URL", "AWS_SESSION_TOKEN", "S3_SECRET_ACCESS_KEY",
 	};
 	char path[] = "/tmp/s3jobfs-test-env-XXXXXX";
 	FILE *err = fmemopen(errbuf, errsize, "w");
@@ -184,6 +187,20 @@ static void test_invalid_values_named(void)
 		{ "S3_BUCKET_NAME", "Bad_Bucket!" },
 		{ "S3JOBFS_UPLOAD_CONCURRENCY", "0" },
 		{ "S3_FORCE_PATH_STYLE", "2" },
+		{ "S3_STORAGE_CLASS", "STANDARD\r\nX-Injected: 1" },	/* would be a header */
+		{ "S3_PREFIX", "jobs\n" },
+		{ "AWS_EC2_METADATA_SERVICE_ENDPOINT", "169.254.169.254" },
+		{ "AWS_CONTAINER_CREDENTIALS_FULL_URI", "file:///etc/passwd" },
+		{ "S3JOBFS_TEST_ECS_BASE", "http://" },
+		{ "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "v2/credentials" },
+		{ "S3_TAGGING", "a b=c" },
+		{ "S3_TAGGING", "=v" },
+		{ "S3_TAGGING", "a=1&&b=2" },
+		{ "S3_TAGGING", "a=1&" },
+		{ "S3JOBFS_JOBS_TABLE", "a.b.c" },
+		{ "S3JOBFS_JOBS_TABLE", "public." },
+		{ "DATABASE_URL", "postgresql://u:pw@h/db?no_such_option=1" },
+		{ "DATABASE_URL", "nonsense" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -194,6 +211,48 @@ static void test_invalid_values_named(void)
 		T_EQ_INT(load_with(env, NULL, &c, err, sizeof(err)), -EINVAL);
 		if (!strstr(err, bad[i].name))
 			T_FAILF("%s='%s': message does not name it: %s", bad[i].name, bad[i].value, err);
+	}
+}
+
+/* Values that are fine, next to the ones refused above. */
+static void test_valid_values(void)
+{
+	static const char *const env[] = {
+		"S3_TAGGING", "team=data&env=prod%20eu&flag",
+		"S3JOBFS_JOBS_TABLE", "scraper.jobs",
+		"DATABASE_URL", "host=/tmp dbname=x",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT", "https://[fd00:ec2::254]",
+		NULL,
+	};
+	struct cfg c;
+	char err[1024] = "";
+
+	T_EQ_INT(load_with(env, NULL, &c, err, sizeof(err)), 0);
+	T_EQ_STR(err, "");
+	cfg_release(&c);
+}
+
+/* A secret's bad value is never echoed (AWS_SESSION_TOKEN, DATABASE_URL's password). */
+static void test_invalid_secret_not_echoed(void)
+{
+	static const char *const bad[][2] = {
+		{ "AWS_SESSION_TOKEN", "tok\nSekrit-tok-1" },
+		{ "S3_SECRET_ACCESS_KEY", "key\tSekrit-key-2" },
+		{ "DATABASE_URL", "postgresql://u:Sekrit-pw-3@h/db?no_such_option=1" },
+		{ "DATABASE_URL", "postgresql://u:Sekrit%zz-pw-4@h/db" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *env[] = { bad[i][0], bad[i][1], NULL };
+		struct cfg c;
+		char err[1024] = "";
+
+		T_EQ_INT(load_with(env, NULL, &c, err, sizeof(err)), -EINVAL);
+		if (!strstr(err, bad[i][0]))
+			T_FAILF("%s: message does not name it: %s", bad[i][0], err);
+		if (strstr(err, "Sekrit"))
+			T_FAILF("%s: message shows the secret: %s", bad[i][0], err);
 	}
 }
 
@@ -234,6 +293,8 @@ static const struct t_case cases[] = {
 	{ "defaults", test_defaults },
 	{ "env_wins_over_file", test_env_wins_over_file },
 	{ "invalid_values_named", test_invalid_values_named },
+	{ "valid_values", test_valid_values },
+	{ "invalid_secret_not_echoed", test_invalid_secret_not_echoed },
 	{ "enabled_needs_bucket", test_enabled_needs_bucket },
 	{ "missing_env_file", test_missing_env_file },
 	{ "bad_env_file_line", test_bad_env_file_line },
