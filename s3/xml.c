@@ -181,7 +181,9 @@ static int hex_value(char c)
 	return -1;
 }
 
-/* Decode %XX in place, as S3's encoding-type=url writes them ('+' stays '+'). -EINVAL for a
+/* Decode %XX in place, as S3's encoding-type=url writes them, and '+' as a space: AWS encodes
+ * a space as '+' and a '+' as %2B, as form encoding does (the SDKs decode with unquote_plus /
+ * QueryUnescape); s3rver and Swift write %20 and %2B, so this reads all three. -EINVAL for a
  * '%' not followed by two hex digits, and for %00: a C string cannot hold that key. */
 static int url_decode(char *s)
 {
@@ -190,7 +192,7 @@ static int url_decode(char *s)
 
 	for (const char *r = s; *r; r++) {
 		if (*r != '%') {
-			*w++ = *r;
+			*w++ = *r == '+' ? ' ' : *r;
 			continue;
 		}
 		hi = hex_value(r[1]);
