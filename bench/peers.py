@@ -23,7 +23,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.request
 import urllib.parse
 import xml.etree.ElementTree as ET
 
@@ -82,6 +84,47 @@ def _wait_reap(pid, timeout):
         time.sleep(0.02)
 
 
+def _vm_hwm(pid="self"):
+    """VmHWM (peak RSS, KiB) of a process from /proc; 0 when it is gone or a zombie."""
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class _RssWatch:
+    """The peak RSS of a child we spawned, in KiB. ru_maxrss from wait4() alone is not it: the
+    kernel carries the RSS peak of the pre-exec image into it, and Popen's vfork/fork child runs
+    in (a copy of) this Python process, so a daemon smaller than this process would be reported
+    at this process's size. So: when ru_maxrss exceeds this process's own peak taken right after
+    the spawn, it is the child's true peak; otherwise the child's VmHWM, sampled every 50 ms
+    until it exits (only growth in its last 50 ms can be missed)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.parent_hwm = _vm_hwm()
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while True:
+            self.peak = max(self.peak, _vm_hwm(self.pid))
+            if self.done.wait(0.05):
+                return
+
+    def result(self, ru_maxrss):
+        """The child's peak RSS in KiB, given wait4()'s ru_maxrss once it was reaped."""
+        self.done.set()
+        self.thread.join()
+        return ru_maxrss if ru_maxrss > self.parent_hwm else self.peak
+
+
 def _run(argv, env=None, timeout=60):
     """Run argv; CompletedProcess with text stdout+stderr; PeerError when it does not end in time."""
     try:
@@ -110,6 +153,7 @@ class Peer:
         self.pid = None
         self.mnt = None
         self.log = None
+        self.rss = None            # _RssWatch of the daemon
         os.makedirs(cfg["workdir"], exist_ok=True)
 
     def _command(self, mnt, prefix):
@@ -145,6 +189,7 @@ class Peer:
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                          start_new_session=True)
         self.pid = self.proc.pid
+        self.rss = _RssWatch(self.pid)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while self.mnt not in fuse_mounts():
             rc = self.proc.poll()
@@ -157,7 +202,8 @@ class Peer:
             time.sleep(0.05)
 
     def unmount(self, timeout=UNMOUNT_TIMEOUT):
-        """Unmount cleanly and reap the daemon: {"rss_kib": its peak RSS, "rc": exit code}.
+        """Unmount cleanly and reap the daemon: {"rss_kib": its peak RSS (see _RssWatch),
+        "rc": exit code or -signal}.
         When it has not exited within timeout seconds: kill -9, lazy unmount, PeerError."""
         if self.proc is None:
             raise PeerError("%s is not mounted" % self.name)
@@ -173,9 +219,10 @@ class Peer:
             self._force_down()
             raise PeerError("%s (pid %d) did not exit within %d s of unmounting %s; killed; log:\n%s"
                             % (self.name, self.pid, timeout, self.mnt, self.log_tail()))
-        rc, rss = got
+        rc, ru_maxrss = got
         self.proc.returncode = rc  # reaped here, not by Popen
         self.proc = None
+        rss = self.rss.result(ru_maxrss)
         if self.mnt in fuse_mounts():
             self._fusermount(["-uz"])
             raise PeerError("%s exited %d but %s was still mounted (lazily unmounted now)"
@@ -194,6 +241,8 @@ class Peer:
             except (subprocess.TimeoutExpired, ChildProcessError):
                 pass
             self.proc = None
+        if self.rss is not None:
+            self.rss.done.set()
         if self.mnt and self.mnt in fuse_mounts():
             _run([FUSERMOUNT, "-uz", self.mnt], timeout=30)
 
@@ -329,11 +378,14 @@ class Rclone(Peer):
                 + self.options, env)
 
     def _vfs_stats(self):
-        r = _run(["rclone", "--config", "", "rc", "--url", "http://%s/" % self.rc_addr,
-                  "vfs/stats"], env=self.env, timeout=30)
-        if r.returncode != 0:
-            raise PeerError("rclone rc vfs/stats: %s" % r.stdout.strip()[-300:])
-        return json.loads(r.stdout)
+        """rclone's `vfs/stats` over its remote-control HTTP listener."""
+        req = urllib.request.Request("http://%s/vfs/stats" % self.rc_addr, data=b"{}",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError) as e:
+            raise PeerError("rclone vfs/stats at %s: %s" % (self.rc_addr, e)) from None
 
     def wait_idle(self, timeout):
         """Wait until rclone's write-back queue is empty (nothing queued or uploading);
@@ -379,7 +431,8 @@ def _aws_env(cfg, s3_config=None):
 
 
 def aws_cp_recursive(cfg, src_dir, prefix, s3_config=None):
-    """`aws s3 cp --recursive SRC_DIR s3://bucket/prefix`: {"seconds", "rss_kib", "rc"}.
+    """`aws s3 cp --recursive SRC_DIR s3://bucket/prefix`: {"seconds", "rss_kib" (its peak
+    RSS, see _RssWatch), "rc"}.
     PeerError (with its stderr) when it fails."""
     err = _next(cfg["workdir"], "aws") + ".log"
     argv = [AWS, "s3", "cp", "--recursive", "--only-show-errors", "--no-progress",
@@ -388,12 +441,14 @@ def aws_cp_recursive(cfg, src_dir, prefix, s3_config=None):
         t0 = time.monotonic()
         p = subprocess.Popen(argv, env=_aws_env(cfg, s3_config), stdin=subprocess.DEVNULL,
                              stdout=ef, stderr=ef)
+        watch = _RssWatch(p.pid)
         _, status, ru = os.wait4(p.pid, 0)
         seconds = time.monotonic() - t0
     p.returncode = rc = os.waitstatus_to_exitcode(status)
+    rss = watch.result(ru.ru_maxrss)
     if rc != 0:
         raise PeerError("aws s3 cp exited %d: %s" % (rc, _tail(err, 20)))
-    return {"seconds": seconds, "rss_kib": ru.ru_maxrss, "rc": rc}
+    return {"seconds": seconds, "rss_kib": rss, "rc": rc}
 
 
 def _url(cfg, key="", query=""):
@@ -417,8 +472,8 @@ def _curl_batch(cfg, ops, parallel):
         return 0.0
     common = [("user", "%s:%s" % (cfg["access_key"], cfg["secret_key"])),
               ("aws-sigv4", "aws:amz:%s:s3" % cfg["region"]), ("header", "Expect:"),
-              ("write-out", "%{http_code} %{url_effective}\\n"), ("silent", None),
-              ("show-error", None)]
+              ("header", "x-amz-content-sha256: UNSIGNED-PAYLOAD"),
+              ("write-out", "%{http_code} %{url_effective}\\n")]
     fd, conf = tempfile.mkstemp(prefix="curl-", suffix=".conf", dir=cfg["workdir"])
     try:
         with os.fdopen(fd, "w") as f:
@@ -429,7 +484,7 @@ def _curl_batch(cfg, ops, parallel):
                 for k, v in common + op:
                     f.write(k + "\n" if v is None else "%s = %s\n" % (k, _cq(v)))
         t0 = time.monotonic()
-        r = subprocess.run([CURL, "-K", conf], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        r = subprocess.run([CURL, "-sS", "-K", conf], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
         seconds = time.monotonic() - t0
     finally:
@@ -471,6 +526,7 @@ def list_keys(cfg, prefix):
         q = [("prefix", prefix), ("max-keys", "1000")] + ([("marker", marker)] if marker else [])
         r = subprocess.run([CURL, "-sS", "--fail", "--user", "%s:%s" % (cfg["access_key"],
                             cfg["secret_key"]), "--aws-sigv4", "aws:amz:%s:s3" % cfg["region"],
+                            "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
                             _url(cfg, query=urllib.parse.urlencode(q, quote_via=urllib.parse.quote))],
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
         if r.returncode != 0:
