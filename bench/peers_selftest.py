@@ -6,12 +6,16 @@ sizes and content. Then the AWS CLI and the curl clients on 20 files, and s3jobf
 20 files into the nginx sink without errors. One PASS/FAIL line per check; exit status 1 when
 any failed. Nothing stays mounted or running afterwards.
 
+With DATABASE_URL set (with-env.sh without --no-pg), the s3jobfs mounts use it (the sink's
+does not), after creating the jobs table there if missing.
+
 usage: tests/with-env.sh --no-swift [--no-pg] -- python3 bench/peers_selftest.py [--keep]
 """
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,11 +28,11 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "
 MiB = 1 << 20
 
 
-def files_of(seed):
-    """{rel: bytes}: three files, one 3 MiB, one in a subdirectory."""
+def files_of(seed, big=3 * MiB):
+    """{rel: bytes}: three files, one of big bytes, one in a subdirectory."""
     rnd = hashlib.sha256(seed.encode()).digest()
     return {"small.txt": b"hello from %s\n" % seed.encode(),
-            "big.bin": (rnd * (3 * MiB // len(rnd) + 1))[:3 * MiB],
+            "big.bin": (rnd * (big // len(rnd) + 1))[:big],
             "sub/dir/c.json": json.dumps({"peer": seed, "n": list(range(50))}).encode()}
 
 
@@ -56,6 +60,23 @@ def check_s3(cfg, prefix, files):
                 raise AssertionError("GET %s%s: content differs" % (prefix, rel))
 
 
+def log_errors(peer):
+    """s3jobfs's error and warning lines in its log ([] for the other peers)."""
+    if peer.name != "s3jobfs":
+        return []
+    with open(peer.log, errors="replace") as f:
+        return [ln for ln in f if "level=err" in ln or "level=warn" in ln]
+
+
+def make_jobs_table(url):
+    """The scraper's jobs table, which s3jobfs reads and updates but never creates (as
+    tests/integration/mountlib.py's setup_jobs_table() makes it)."""
+    subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                    "CREATE TABLE IF NOT EXISTS jobs (id uuid PRIMARY KEY, name text, status text, "
+                    "config jsonb, output jsonb, created_at timestamptz DEFAULT now(), "
+                    "updated_at timestamptz DEFAULT now())"], check=True, timeout=60)
+
+
 class Runner:
     def __init__(self):
         self.failed = 0
@@ -74,19 +95,28 @@ class Runner:
               flush=True)
 
 
-def peer_case(cfg, peer, root):
+def peer_case(cfg, peer, root, big=3 * MiB, job=None):
+    """Mount, write files_of() (under the folder job, which is then completed, when given),
+    unmount, check S3."""
     def run():
-        prefix = "selftest/%s-%d/" % (peer.name, os.getpid())
+        prefix = "selftest/%d-%s-%s/" % (os.getpid(), peer.name, job or big)
         mnt = os.path.join(root, "mnt-" + peer.name)
-        files = files_of(peer.name)
+        files = files_of(peer.name, big)
+        if job:
+            files = {job + "/" + k: v for k, v in files.items()}
         try:
             peer.mount(mnt, prefix)
             write_tree(mnt, files)
+            if job:
+                peer.complete(job)
             res = peer.unmount()
         finally:
             peer.close()
         if res["rc"] != 0:
             raise AssertionError("%s exited %d; log:\n%s" % (peer.name, res["rc"], peer.log_tail()))
+        errs = log_errors(peer)
+        if errs:
+            raise AssertionError("%s logged errors: %s" % (peer.name, errs[:5]))
         check_s3(cfg, prefix, files)
         return "peak RSS %d KiB" % res["rss_kib"]
     return run
@@ -149,8 +179,7 @@ def sink_case(cfg, root):
         finally:
             peer.close()
             sink.stop()
-        log = open(peer.log, errors="replace").read()
-        errs = [ln for ln in log.splitlines() if "level=err" in ln or "level=warn" in ln]
+        errs = log_errors(peer)
         if done < 20 or errs or res["rc"] != 0:
             raise AssertionError("uploaded %d of 20, rc %d, log errors: %s; status: %s"
                                  % (done, res["rc"], errs[:5], json.dumps(st)[:800]))
@@ -171,14 +200,19 @@ def main():
     root = tempfile.mkdtemp(prefix="s3jobfs-peers-")
     cfg = {"endpoint": e["S3RVER_ENDPOINT"], "bucket": e["S3RVER_BUCKET"],
            "access_key": e["S3RVER_ACCESS_KEY_ID"], "secret_key": e["S3RVER_SECRET_ACCESS_KEY"],
-           "region": e.get("S3RVER_REGION", "us-east-1"), "database_url": None,
+           "region": e.get("S3RVER_REGION", "us-east-1"), "database_url": e.get("DATABASE_URL"),
            "workdir": os.path.join(root, "work"), "top": TOP}
     os.makedirs(cfg["workdir"])
+    if cfg["database_url"]:
+        make_jobs_table(cfg["database_url"])
     r = Runner()
     try:
         r.check("s3jobfs", peer_case(cfg, peers.S3jobfs(cfg, on_completion=False,
                                                          env={"S3JOBFS_SETTLE_MS": "0"}), root))
+        r.check("s3jobfs-complete", peer_case(cfg, peers.S3jobfs(cfg, on_completion=True), root,
+                                              job="20260101_000000_job"))
         r.check("s3fs", peer_case(cfg, peers.S3fs(cfg), root))
+        r.check("s3fs-multipart", peer_case(cfg, peers.S3fs(cfg), root, big=40 * MiB))
         r.check("rclone", peer_case(cfg, peers.Rclone(cfg), root))
         r.check("clients", clients_case(cfg, root))
         r.check("listing", listing_case(cfg))
