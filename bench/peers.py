@@ -160,8 +160,8 @@ class Peer:
         """(argv, env) that runs the daemon in the foreground for prefix on mnt."""
         raise NotImplementedError
 
-    def _stop(self):
-        """Ask the daemon to unmount and exit (it is reaped by unmount())."""
+    def _stop(self, timeout):
+        """Ask the daemon to unmount and exit within timeout s (unmount() reaps it)."""
         self._fusermount(["-u"])
 
     def _fusermount(self, flags, tries=25):
@@ -209,7 +209,7 @@ class Peer:
             raise PeerError("%s is not mounted" % self.name)
         t0 = time.monotonic()
         try:
-            self._stop()
+            self._stop(timeout)
         except PeerError as e:
             if self.proc.poll() is not None or time.monotonic() > t0 + timeout:
                 self._force_down()
@@ -298,9 +298,9 @@ class S3jobfs(Peer):
                             % (" ".join(argv), r.returncode, r.stdout.strip()[-600:]))
         return r
 
-    def _stop(self):
+    def _stop(self, timeout):
         # drains the queue, unmounts, waits for the daemon (it stays our child: we reap it)
-        self.cli("umount", self.mnt, timeout=UNMOUNT_TIMEOUT + 3600)
+        self.cli("umount", self.mnt, timeout=timeout)
 
     def complete(self, job_folder):
         """`s3jobfs complete --cache-dir CACHE JOB_FOLDER` (a top-level folder's name); returns
