@@ -255,14 +255,15 @@ class Peer:
 
 
 class S3jobfs(Peer):
-    """s3jobfs itself: `s3jobfs mount -f -v` on a fresh cache dir, configured by environment
+    """s3jobfs itself: `s3jobfs mount -f` (-v with verbose) on a fresh cache dir, configured by environment
     (as tests/integration/mountlib.py does). S3JOBFS_DRAIN_TIMEOUT defaults to an hour here, so
     unmount() measures a complete drain (pass a longer unmount timeout for big runs)."""
 
     name = "s3jobfs"
 
-    def __init__(self, cfg, on_completion=True, env=None):
+    def __init__(self, cfg, on_completion=True, env=None, verbose=False):
         super().__init__(cfg)
+        self.verbose = verbose     # -v: debug log lines per S3 request (slower)
         self.bin = os.path.join(cfg["top"], "s3jobfs")
         self.on_completion = on_completion
         self.extra_env = dict(env or {})
@@ -286,8 +287,8 @@ class S3jobfs(Peer):
             env["DATABASE_URL"] = c["database_url"]
         env.update(self.extra_env)
         self.env = env
-        return ([self.bin, "mount", "-f", "-v", "--env-file", "/dev/null", "--cache-dir", self.cache,
-                 mnt], env)
+        return ([self.bin, "mount", "-f"] + (["-v"] if self.verbose else [])
+                + ["--env-file", "/dev/null", "--cache-dir", self.cache, mnt], env)
 
     def cli(self, *argv, timeout=60):
         """`s3jobfs ARGV...` with the mount's environment: CompletedProcess (text, stderr in

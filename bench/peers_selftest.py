@@ -162,7 +162,7 @@ def sink_case(cfg, root):
         sink = peers.Sink(cfg["workdir"])
         ep = sink.start()
         scfg = dict(cfg, endpoint=ep, database_url=None)
-        peer = peers.S3jobfs(scfg, on_completion=False, env={"S3JOBFS_SETTLE_MS": "0"})
+        peer = peers.S3jobfs(scfg, on_completion=False, env={"S3JOBFS_SETTLE_MS": "0"}, verbose=True)
         mnt = os.path.join(root, "mnt-sink")
         try:
             peer.mount(mnt, "selftest/sink/")
@@ -208,8 +208,8 @@ def main():
     r = Runner()
     try:
         r.check("s3jobfs", peer_case(cfg, peers.S3jobfs(cfg, on_completion=False,
-                                                         env={"S3JOBFS_SETTLE_MS": "0"}), root))
-        r.check("s3jobfs-complete", peer_case(cfg, peers.S3jobfs(cfg, on_completion=True), root,
+                                                         env={"S3JOBFS_SETTLE_MS": "0"}, verbose=True), root))
+        r.check("s3jobfs-complete", peer_case(cfg, peers.S3jobfs(cfg, on_completion=True, verbose=True), root,
                                               job="20260101_000000_job"))
         r.check("s3fs", peer_case(cfg, peers.S3fs(cfg), root))
         r.check("s3fs-multipart", peer_case(cfg, peers.S3fs(cfg), root, big=40 * MiB))
