@@ -42,7 +42,7 @@ ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 LIBA      := $(BUILD)/libs3jobfs.a
 
 .PHONY: all test test-run unit unit-bins integration integration-bins unit-san clean install lint deps demo \
-	man fuzz fuzz-bins valgrind
+	man fuzz fuzz-bins valgrind bench
 all: s3jobfs
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h */*_i.h)
@@ -108,6 +108,11 @@ demo:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory s3jobfs
 	@tests/with-env.sh --no-swift -- scripts/demo.sh
+
+# `make bench`: s3jobfs against s3fs, rclone mount and upload-after-job (bench/bench.py; takes
+# about 30 min; BENCH_QUICK=1 tries the harness in a few). Not part of `make test`.
+bench:
+	@bench/run.sh
 
 lint:
 	@! git grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|gets)\s*\(' -- '*.c' '*.h' || \
