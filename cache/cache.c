@@ -1796,7 +1796,10 @@ static void job_post(struct cache *c, struct job *j)
 	free(errs);
 }
 
-/* Ask meta for each job's policy until its row is known (then every 30 s). Under c->lock. */
+/* Ask meta for each job's policy until its row is known (then every 30 s). Under c->lock.
+ * Until then every tick: the answer is a lookup in meta's memory (meta itself limits how often
+ * it reads the row), and a job's first uploads wait for it (make bench: polling once a second
+ * held a completed job's uploads back by up to a second). */
 static void refresh_policies(struct cache *c, uint64_t now)
 {
 	struct job *j, *tmp;
@@ -1806,7 +1809,7 @@ static void refresh_policies(struct cache *c, uint64_t now)
 	HASH_ITER(hh, c->jobs, j, tmp) {
 		struct meta_policy p;
 
-		if (!j->uuid[0] || now - j->policy_at < (j->have_policy && j->policy.have_row ? 30000 : 1000))
+		if (!j->uuid[0] || now - j->policy_at < (j->have_policy && j->policy.have_row ? 30000 : 50))
 			continue;
 		j->policy_at = now;
 		if (meta_policy_get(c->meta, j->uuid, &p) != 0)

@@ -54,6 +54,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->negative_timeout = 0;
 	cfg->use_ino = 0;
 	cfg->hard_remove = 1;	/* unlink of an open file: the cache keeps it alive */
+	cfg->auto_cache = 1;
 	if (x->on_init && x->on_init(x->on_init_arg) != 0)
 		log_msg(LOG_ERR, "cannot start the upload workers", NULL);
 	return x;

@@ -9,7 +9,7 @@
 #ifndef S3JOBFS_FS_H
 #define S3JOBFS_FS_H
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
 
 struct cache;
