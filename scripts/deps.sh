@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh - install every Debian package (and the pinned npm S3 server) that s3jobfs needs
 # to build, test and run the demo. Idempotent and quiet; run as root on a fresh Debian 12.
+#
+# usage: scripts/deps.sh [PACKAGE...]   (more Debian packages to install the same way, e.g.
+#                                        bench/deps.sh's)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +23,7 @@ pkgs=(
 # Debian's npm package): only ask Debian for it when there is no node/npm at all.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+pkgs+=("$@")
 
 missing=()
 for p in "${pkgs[@]}"; do
