@@ -267,10 +267,22 @@ int cli_status(int argc, char **argv)
 		dir = cfg.cache_dir;
 	do {
 		char *ans = ctl_request(dir, "{\"cmd\":\"status\"}", 10), *dbj = NULL, *dberr = NULL;
-		int ctl_err = ans ? 0 : errno;
-		cJSON *a = ans ? cJSON_Parse(ans) : NULL, *db = NULL, *jobs = cJSON_GetObjectItem(a, "jobs");
+		cJSON *a, *db = NULL, *jobs;
 		char ids[64][37];
-		int n = uuids_of(a, job, ids, 64);
+		int n;
+
+		if (!ans && errno == EACCES) {
+			/* a daemon runs but refuses this user: say so rather than show the
+			 * database alone, which would hide that the mount is not this user's */
+			fprintf(stderr, "s3jobfs: the daemon of cache directory '%s' refused this "
+				"user (uid %u): run status as the user who mounted it\n", dir,
+				(unsigned)getuid());
+			rc = 1;
+			break;
+		}
+		a = ans ? cJSON_Parse(ans) : NULL;
+		jobs = cJSON_GetObjectItem(a, "jobs");
+		n = uuids_of(a, job, ids, 64);
 
 		/* only JOB */
 		for (int i = cJSON_GetArraySize(jobs) - 1; i >= 0; i--)
@@ -285,17 +297,6 @@ int cli_status(int argc, char **argv)
 				db = cJSON_Parse(dbj);
 			else if (!dberr)
 				dberr = strdup("cannot read the jobs table");
-		}
-		if (ctl_err == EACCES) {
-			/* a daemon runs but refuses this user: say so rather than show the
-			 * database alone, which would hide that the mount is not this user's */
-			fprintf(stderr, "s3jobfs: the daemon of cache directory '%s' refused this "
-				"user (uid %u): run status as the user who mounted it\n", dir,
-				(unsigned)getuid());
-			rc = 1;
-			cJSON_Delete(a);
-			free(ans);
-			break;
 		}
 		if (job && cJSON_GetArraySize(jobs) == 0 && cJSON_GetArraySize(db) == 0 && (a || db)) {
 			fprintf(stderr, "s3jobfs: no job '%s' in the daemon%s\n", job,
