@@ -110,7 +110,7 @@ demo:
 	@tests/with-env.sh --no-swift -- scripts/demo.sh
 
 # `make bench`: s3jobfs against s3fs, rclone mount and upload-after-job (bench/bench.py; takes
-# about 30 min; BENCH_QUICK=1 tries the harness in a few). Not part of `make test`.
+# about 25 min; BENCH_QUICK=1 tries the harness in a few). Not part of `make test`.
 bench:
 	@bench/run.sh
 

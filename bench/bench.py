@@ -56,7 +56,6 @@ DURABLE_TIMEOUT = 600
 
 results = {}            # (workload, tool, metric) -> [values]
 measured = {}           # workload -> when it ran (UTC)
-notes = []
 
 
 def say(msg):
@@ -358,7 +357,6 @@ class Bench:
     def jobs(self, wl, njobs):
         """W1 (njobs=1) and W2 (njobs=10)."""
         spec = job_spec(42)
-        total = njobs * 16 * MiB
         for run in range(RUNS):
             say("%s run %d/%d" % (wl, run + 1, RUNS))
             d = self.tmpdir("local")
@@ -393,9 +391,9 @@ class Bench:
             for tool in ("s3jobfs", "s3jobfs-on-close", "s3jobfs-sink", "s3fs", "rclone"):
                 if not want(wl, tool):
                     continue
-                self.jobs_mount(wl, tool, njobs, spec, total)
+                self.jobs_mount(wl, tool, njobs, spec)
 
-    def jobs_mount(self, wl, tool, njobs, spec, total):
+    def jobs_mount(self, wl, tool, njobs, spec):
         sink = tool == "s3jobfs-sink"
         c = self.cfg(endpoint=self.sink_endpoint() if sink else None)
         p = self.peer(tool, c)
@@ -707,8 +705,6 @@ def report():
     lines += table("W3", "W3: one %d MiB file" % (BIG // MiB), ["write", "upload", "cold read", "warm read", "rss"])
     lines += table("W4", "W4: listing %d objects; creating empty files" % NLIST,
                    ["ls cold", "ls warm", "ls -l cold", "ls -l warm", "creates/s"])
-    if notes:
-        lines += ["Notes from this run:", ""] + ["- " + n for n in notes] + [""]
     lines.append("<!-- bench:end -->")
     return lines
 

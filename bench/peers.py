@@ -309,7 +309,7 @@ class S3jobfs(Peer):
         self.cli("complete", "--cache-dir", self.cache, job_folder)
 
     def status(self):
-        """`s3jobfs status --json` of this mount, as text (bench.py parses it)."""
+        """`s3jobfs status --json` of this mount, as text (peers_selftest.py reads it)."""
         return self.cli("status", "--cache-dir", self.cache, "--json").stdout
 
 
